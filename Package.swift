@@ -1,0 +1,122 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-pst",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "PersistentStorage", targets: ["PersistentStorage"]),
+        .library(name: "PersistentStorageMount", targets: ["PersistentStorageMount"]),
+        .library(name: "PersistentStorageDaemon", targets: ["PersistentStorageDaemon"]),
+        .executable(name: "kvmd-pst", targets: ["kvmd-pst"]),
+        .executable(name: "kvmd-pstrun", targets: ["kvmd-pstrun"]),
+        .executable(name: "kvmd-helper-pst-remount", targets: ["kvmd-helper-pst-remount"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // The only place that imports libmount's C API.
+        .systemLibrary(
+            name: "CLibMount",
+            pkgConfig: "mount",
+            providers: [.apt(["libmount-dev"])]
+        ),
+        // What Glibc does not export to Swift: peer credentials, terminal and process-group helpers.
+        .target(name: "CSystemShims"),
+
+        // The partition and the kernel: fstab discovery, mount state, remount, the fix step.
+        .target(
+            name: "PersistentStorageMount",
+            dependencies: ["CLibMount", "CSystemShims"]
+        ),
+        // The client API (`withWritableStorage`) and the wire-protocol types.
+        .target(
+            name: "PersistentStorage",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The daemon: session registry, remount controller, HTTP + WebSocket server.
+        .target(
+            name: "PersistentStorageDaemon",
+            dependencies: [
+                "PersistentStorage",
+                "PersistentStorageMount",
+                "CSystemShims",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // What `kvmd-pstrun` does: run a script in its own process group while a session is held.
+        .target(
+            name: "PersistentStorageRun",
+            dependencies: [
+                "PersistentStorage",
+                "CSystemShims",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Test support shared by every suite: a real ext4 image on a real loop device.
+        .target(
+            name: "PersistentStorageTestSupport",
+            dependencies: ["PersistentStorageMount"]
+        ),
+
+        .executableTarget(
+            name: "kvmd-helper-pst-remount",
+            dependencies: [
+                "PersistentStorageMount",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "kvmd-pst",
+            dependencies: [
+                "PersistentStorageDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "kvmd-pstrun",
+            dependencies: [
+                "PersistentStorageRun",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(
+            name: "PersistentStorageMountTests",
+            dependencies: ["PersistentStorageMount", "PersistentStorageTestSupport"]
+        ),
+        .testTarget(
+            name: "PersistentStorageDaemonTests",
+            dependencies: [
+                "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageMount",
+                "PersistentStorageTestSupport",
+            ]
+        ),
+        .testTarget(
+            name: "PersistentStorageTests",
+            dependencies: ["PersistentStorage", "PersistentStorageTestSupport"]
+        ),
+        .testTarget(
+            name: "PersistentStorageRunTests",
+            dependencies: ["PersistentStorageRun", "PersistentStorage", "PersistentStorageTestSupport"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
