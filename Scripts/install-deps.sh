@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system packages the build, the tests and the demo need, when missing.
+set -euo pipefail
+
+missing=()
+pkg-config --exists mount 2>/dev/null || missing+=(libmount-dev pkg-config)
+command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
+command -v e2fsck >/dev/null || missing+=(e2fsprogs)
+command -v losetup >/dev/null || missing+=(mount)
+command -v setpriv >/dev/null || missing+=(util-linux)
+command -v unshare >/dev/null || missing+=(util-linux)
+command -v script >/dev/null || missing+=(bsdutils)
+
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing packages: ${missing[*]} (run as root, or install them with apt-get)" >&2
+        exit 1
+    fi
+    echo "installing: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,54 @@
+/// Why `kvmd-helper-pst-remount` (or the daemon's in-process remount) failed.
+public enum StorageRemountError: Error, Equatable, CustomStringConvertible {
+    case discovery(StorageDiscoveryError)
+    case remount(RemountError)
+    case fix(StorageFixError)
+
+    public var description: String {
+        switch self {
+        case .discovery(let error): error.description
+        case .remount(let error): error.description
+        case .fix(let error): "remounted read-write, but \(error.description)"
+        }
+    }
+}
+
+/// The whole job of the privileged remount helper: find the partition in the
+/// fstab, remount it, and after a read-write remount run the fix step.
+public struct StorageRemount: Sendable {
+    public var fstabPath: String
+    public var layout: DataLayout
+
+    public init(fstabPath: String = FstabReader.defaultPath, layout: DataLayout = .dataSubdirectory) {
+        self.fstabPath = fstabPath
+        self.layout = layout
+    }
+
+    /// Returns the location it remounted, for messages.
+    @discardableResult
+    public func perform(_ mode: RemountMode) throws(StorageRemountError) -> StorageLocation {
+        let location: StorageLocation
+        do {
+            location = try FstabReader(path: fstabPath).findStorage().location
+        } catch {
+            throw .discovery(error)
+        }
+        try perform(mode, at: location)
+        return location
+    }
+
+    /// Remounts an already discovered location.
+    public func perform(_ mode: RemountMode, at location: StorageLocation) throws(StorageRemountError) {
+        do {
+            try KernelRemounter(fstabPath: fstabPath).remount(location.mountPath, to: mode)
+        } catch {
+            throw .remount(error)
+        }
+        guard mode == .readWrite else { return }
+        do {
+            try StorageFix(location: location, layout: layout).apply()
+        } catch {
+            throw .fix(error)
+        }
+    }
+}

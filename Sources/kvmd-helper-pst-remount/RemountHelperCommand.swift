@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import PersistentStorageMount
+
+extension RemountMode: ExpressibleByArgument {}
+extension DataLayout: ExpressibleByArgument {}
+
+@main
+struct RemountHelperCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvmd-helper-pst-remount",
+        abstract: "Remount the persistent storage read-write or read-only (run as root).",
+        discussion: """
+            Finds the partition in the fstab (the first entry with an X-kvmd.pst-root, \
+            X-kvmd.pst-user or X-kvmd.pst-group option) and remounts it. After a read-write \
+            remount it creates the data directory and gives it and the root to the entry's \
+            user and group. Exit status: 0 on success, 1 when the remount failed, 2 on a usage error.
+            """)
+
+    @Argument(help: "rw or ro.")
+    var mode: RemountMode
+
+    @Option(help: "The fstab to find the partition in.")
+    var fstab: String = FstabReader.defaultPath
+
+    @Option(help: "Where the data directory lives: data (ROOT/data, the PST document's layout) or root (ROOT itself).")
+    var dataLayout: DataLayout = .dataSubdirectory
+
+    func run() throws {
+        let name = Self.configuration.commandName!
+        do {
+            let location = try StorageRemount(fstabPath: fstab, layout: dataLayout).perform(mode)
+            FileHandle.standardError.write(Data("\(name): \(location.mountPath) is now \(mode)\n".utf8))
+        } catch {
+            FileHandle.standardError.write(Data("\(name): \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    /// Usage errors exit with 2, as the shell convention and the reference
+    /// helper do, rather than ArgumentParser's 64.
+    static func main() {
+        let command: Self
+        do {
+            command = try parse()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(2)
+        }
+        do {
+            try command.run()
+        } catch {
+            Foundation.exit(exitCode(for: error).rawValue)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import Glibc
+import PersistentStorageMount
+import PersistentStorageTestSupport
+import Testing
+
+@Suite("The fix step after a read-write remount", .enabled(if: RealMounts.enabled))
+struct StorageFixTests {
+    private func attributes(_ path: String) -> (uid: uid_t, gid: gid_t, mode: mode_t)? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return (info.st_uid, info.st_gid, info.st_mode & 0o7777)
+    }
+
+    @Test("Creates ROOT/data, gives root and data to user and group, and makes the root sticky 1775")
+    func ownerGroupModeAndDataDirectory() async throws {
+        try await withStorageFixture { fixture in
+            try StorageRemount(fstabPath: fixture.fstabPath).perform(.readWrite)
+            let root = try #require(attributes(fixture.mountPath))
+            let data = try #require(attributes(fixture.dataPath))
+            let nobody = getpwnam("nobody")!.pointee.pw_uid
+            let nogroup = getgrnam("nogroup")!.pointee.gr_gid
+            #expect(root.uid == nobody && root.gid == nogroup)
+            #expect(data.uid == nobody && data.gid == nogroup)
+            #expect(root.mode == 0o1775)
+        }
+    }
+
+    @Test("Running it twice changes nothing and does not fail")
+    func idempotent() async throws {
+        try await withStorageFixture { fixture in
+            let remount = StorageRemount(fstabPath: fixture.fstabPath)
+            try remount.perform(.readWrite)
+            try "kept".write(toFile: fixture.dataPath + "/file", atomically: false, encoding: .utf8)
+            let before = try #require(attributes(fixture.dataPath))
+            try remount.perform(.readWrite)
+            let after = try #require(attributes(fixture.dataPath))
+            #expect(before.uid == after.uid && before.gid == after.gid && before.mode == after.mode)
+            #expect(try String(contentsOfFile: fixture.dataPath + "/file", encoding: .utf8) == "kept")
+        }
+    }
+
+    @Test("With only a user, the owner changes but the mode does not")
+    func userOnly() async throws {
+        try await withStorageFixture(.init(pstOptions: "X-kvmd.pst-user=nobody")) { fixture in
+            try StorageRemount(fstabPath: fixture.fstabPath).perform(.readWrite)
+            let root = try #require(attributes(fixture.mountPath))
+            #expect(root.uid == getpwnam("nobody")!.pointee.pw_uid)
+            #expect(root.gid == 0)
+            #expect(root.mode == 0o755)
+        }
+    }
+
+    @Test("The root layout creates no data subdirectory")
+    func rootLayout() async throws {
+        try await withStorageFixture { fixture in
+            try StorageRemount(fstabPath: fixture.fstabPath, layout: .root).perform(.readWrite)
+            #expect(!FileManager.default.fileExists(atPath: fixture.dataPath))
+            #expect(attributes(fixture.mountPath)?.mode == 0o1775)
+        }
+    }
+
+    @Test("An unknown user is a clear error naming it")
+    func unknownUser() async throws {
+        try await withStorageFixture(.init(pstOptions: "X-kvmd.pst-user=no-such-user-pst")) { fixture in
+            #expect(throws: StorageRemountError.fix(StorageFixError("unknown user 'no-such-user-pst' in X-kvmd.pst-user"))) {
+                try StorageRemount(fstabPath: fixture.fstabPath).perform(.readWrite)
+            }
+        }
+    }
+}
