@@ -21,3 +21,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# The interoperability tests talk to aiohttp peers, as the Python kvmd does.
+if ! python3 -c 'import aiohttp' 2>/dev/null; then
+    echo "installing: aiohttp (PyPI)" >&2
+    python3 -m pip install -q --disable-pip-version-check aiohttp >/dev/null
+fi

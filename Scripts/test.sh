@@ -15,6 +15,8 @@ bash Scripts/install-deps.sh
 swift build --build-tests "$@"
 
 run_dir=$(mktemp -d /tmp/swift-pst-test.XXXXXX)
+# Some tests run tools as `nobody`, which must reach the fixtures.
+chmod 755 "$run_dir"
 trap 'rm -rf "$run_dir"' EXIT
 export PST_FIXTURE_ROOT="$run_dir/fixtures"
 export PST_FIXTURE_LOG="$run_dir/fixtures.log"
