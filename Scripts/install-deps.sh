@@ -10,6 +10,7 @@ command -v losetup >/dev/null || missing+=(mount)
 command -v setpriv >/dev/null || missing+=(util-linux)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v script >/dev/null || missing+=(bsdutils)
+command -v curl >/dev/null || missing+=(curl)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
