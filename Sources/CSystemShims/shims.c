@@ -21,3 +21,50 @@ unsigned long pst_ucred_size(void) { return sizeof(struct ucred); }
 
 #include <unistd.h>
 int pst_syncfs(int fd) { return syncfs(fd); }
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <termios.h>
+
+int pst_spawn_in_new_process_group(pid_t *pid, const char *file, char *const argv[],
+                                   char *const envp[], int terminal_fd) {
+    posix_spawnattr_t attributes;
+    posix_spawn_file_actions_t actions;
+    sigset_t all_signals, no_signals;
+    int result = posix_spawnattr_init(&attributes);
+    if (result != 0) return result;
+    result = posix_spawn_file_actions_init(&actions);
+    if (result != 0) {
+        posix_spawnattr_destroy(&attributes);
+        return result;
+    }
+    sigfillset(&all_signals);
+    sigemptyset(&no_signals);
+    short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+    if (result == 0) result = posix_spawnattr_setflags(&attributes, flags);
+    if (result == 0) result = posix_spawnattr_setpgroup(&attributes, 0);
+    if (result == 0) result = posix_spawnattr_setsigdefault(&attributes, &all_signals);
+    if (result == 0) result = posix_spawnattr_setsigmask(&attributes, &no_signals);
+    if (result == 0 && terminal_fd >= 0) result = posix_spawn_file_actions_addtcsetpgrp_np(&actions, terminal_fd);
+    if (result == 0) result = posix_spawnp(pid, file, &actions, &attributes, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    return result;
+}
+
+int pst_wait_for_exit_keeping_zombie(pid_t pid) {
+    siginfo_t info;
+    int result;
+    do {
+        result = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT);
+    } while (result != 0 && errno == EINTR);
+    return result;
+}
+
+int pst_terminal_disable_suspend(int fd) {
+    struct termios attributes;
+    if (tcgetattr(fd, &attributes) != 0) return -1;
+    attributes.c_cc[VSUSP] = _POSIX_VDISABLE;
+    return tcsetattr(fd, TCSANOW, &attributes);
+}

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A command-line tool that failed, with what it printed.
 public struct SystemCommandError: Error, CustomStringConvertible {
@@ -10,6 +11,8 @@ public struct SystemCommandError: Error, CustomStringConvertible {
         "`\(arguments.joined(separator: " "))` exited with \(status): \(output)"
     }
 }
+
+private let spawnLock = Mutex(())
 
 /// Runs system tools (mkfs.ext4, losetup, mount, ...) for test fixtures.
 public enum SystemCommand {
@@ -46,7 +49,7 @@ public enum SystemCommand {
         process.standardOutput = output
         process.standardError = errors
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try launch(process)
         // Drain both pipes concurrently so a chatty tool cannot block on a full pipe.
         nonisolated(unsafe) var errData = Data()
         let done = DispatchSemaphore(value: 0)
@@ -63,6 +66,14 @@ public enum SystemCommand {
             status: status,
             standardOutput: String(decoding: outData, as: UTF8.self),
             standardError: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Starts `process`. Every test helper that starts a `Process` goes
+    /// through here: Foundation's Process.run is not safe to call from
+    /// several threads at once on Linux (a spawn can hit EBADF on a
+    /// descriptor another spawn is closing), and test suites run in parallel.
+    public static func launch(_ process: Process) throws {
+        try spawnLock.withLock { _ in try process.run() }
     }
 
     /// Whether `name` is an executable somewhere in PATH.

@@ -21,4 +21,24 @@ unsigned long pst_ucred_size(void);
 /// syncfs(2): flush one filesystem. Glibc declares it only under _GNU_SOURCE.
 int pst_syncfs(int fd);
 
+/// Starts `file` (searched in PATH like execvp) in a new process group of its
+/// own, with every signal back at its default action and none blocked, so
+/// that what the caller ignores or blocks for itself does not leak into the
+/// child. If `terminal_fd` is not -1, the new group becomes the foreground
+/// group of that terminal before the program starts, so it can read the
+/// keyboard from its first instruction (there is no window in which it would
+/// be stopped by SIGTTIN). Returns 0, or an errno value (ENOENT, EACCES, ...)
+/// if the program could not be started.
+int pst_spawn_in_new_process_group(pid_t *pid, const char *file, char *const argv[],
+                                   char *const envp[], int terminal_fd);
+
+/// Waits until the child `pid` has exited but leaves it a zombie, so its pid
+/// (and therefore its process-group id) cannot be reused before the caller
+/// reaps it. Returns 0, or -1 with errno set.
+int pst_wait_for_exit_keeping_zombie(pid_t pid);
+
+/// Turns off the terminal's suspend character (^Z), leaving everything else.
+/// Returns 0, or -1 with errno set.
+int pst_terminal_disable_suspend(int fd);
+
 #endif

@@ -55,7 +55,7 @@ extension StorageEvent {
     /// The frame text, with sorted keys like the reference daemon.
     public func encodedText() -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data: Data
         switch self {
         case .storage(let status):

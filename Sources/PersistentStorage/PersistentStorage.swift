@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+
+/// A client of the PST daemon (`kvmd-pst`): the way a service writes to
+/// PiKVM's persistent storage, which is read-only except while someone holds
+/// a session.
+///
+/// ```swift
+/// let storage = PersistentStorage()      // /run/kvmd/pst.sock, 5 s timeout
+/// try await storage.withWritableStorage(subdirectory: "my-service") { directory in
+///     try settings.write(to: directory.appending(path: "settings.json"), options: .atomic)
+/// }
+/// let state = try await storage.state()  // clients, data.path, data.writeAllowed
+/// let directory = try await storage.dataDirectory(subdirectory: "my-service")   // read-only use
+/// ```
+///
+/// Every call connects anew, so a value can be shared freely between tasks.
+/// Failures are ``PersistentStorageError``s.
+public struct PersistentStorage: Sendable {
+    /// The daemon's socket.
+    public let socketPath: String
+    /// How long to wait for the daemon: to connect, to answer, and to make the storage writable.
+    public let timeout: Duration
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - socketPath: the daemon's Unix socket.
+    ///   - timeout: how long any one exchange with the daemon may take.
+    ///   - logger: receives debug details of the exchange; silent by default.
+    public init(
+        socketPath: String = "/run/kvmd/pst.sock",
+        timeout: Duration = .seconds(5),
+        logger: Logger = Logger(label: "PersistentStorage", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
+        self.socketPath = socketPath
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    private var endpoint: DaemonEndpoint { DaemonEndpoint(socketPath: socketPath, timeout: timeout) }
+
+    /// Asks the daemon for its state (`GET /state`) without opening a session.
+    ///
+    /// ```swift
+    /// let state = try await PersistentStorage().state()
+    /// print(state.clients, state.data.path, state.data.writeAllowed)
+    /// ```
+    public func state() async throws -> StorageStatus {
+        switch try await StateRequest.fetch(from: endpoint) {
+        case .status(let status):
+            return status
+        case .failure(let failure):
+            throw PersistentStorageError.protocolViolation(
+                "GET /state failed: \(failure.error): \(failure.errorMessage)"
+            )
+        }
+    }
+
+    /// Where the data lives, for reading it: no session is opened, so the
+    /// storage stays read-only and the directory may not exist yet.
+    ///
+    /// ```swift
+    /// let directory = try await storage.dataDirectory(subdirectory: "my-service")
+    /// let settings = try? Data(contentsOf: directory.appending(path: "settings.json"))
+    /// ```
+    ///
+    /// - Parameter subdirectory: a relative path inside the data directory, or
+    ///   `nil` for the data directory itself.
+    public func dataDirectory(subdirectory: String? = nil) async throws -> URL {
+        let validated = try subdirectory.map(StorageSubdirectory.init(validating:))
+        return StorageSubdirectory.resolve(validated, in: try await state().data.path)
+    }
+
+    /// Opens a session and waits until the storage is writable; see ``StorageSession``.
+    ///
+    /// ```swift
+    /// let session = try await storage.openSession(subdirectory: "my-service")
+    /// try journal.append(to: session.url)
+    /// await session.close()
+    /// ```
+    ///
+    /// - Parameter subdirectory: a relative path inside the data directory,
+    ///   created if missing, or `nil` for the data directory itself.
+    public func openSession(subdirectory: String? = nil) async throws -> StorageSession {
+        let validated = try subdirectory.map(StorageSubdirectory.init(validating:))
+        return try await StorageSession.open(at: endpoint, subdirectory: validated, logger: logger)
+    }
+
+    /// Runs `body` while the storage is writable, and ends the session afterwards.
+    ///
+    /// It opens a session, waits (at most ``timeout``) for the daemon to make the
+    /// storage writable, creates `subdirectory` if it is missing, and passes its
+    /// URL to `body`. The session ends when `body` returns, throws or is
+    /// cancelled; the daemon makes the storage read-only again once no session
+    /// is left.
+    ///
+    /// ```swift
+    /// let count = try await storage.withWritableStorage(subdirectory: "my-service") { directory in
+    ///     try Data("hello".utf8).write(to: directory.appending(path: "greeting"))
+    ///     return try FileManager.default.contentsOfDirectory(atPath: directory.path).count
+    /// }
+    /// ```
+    ///
+    /// If write access goes away while `body` runs (the storage is remounted
+    /// read-only, the daemon stops, or the connection drops), `body`'s task is
+    /// cancelled and, once it has returned, this throws
+    /// ``PersistentStorageError/revoked(_:)``; whatever `body` returned or threw
+    /// is discarded because its writes may be incomplete.
+    ///
+    /// `body` runs in a child task so that a revocation can cancel it without
+    /// cancelling yours; that is why it must be `@Sendable`. From an actor,
+    /// call back into it with `await`.
+    ///
+    /// - Returns: what `body` returned.
+    /// - Throws: what `body` threw, or a ``PersistentStorageError``.
+    public func withWritableStorage<T: Sendable>(
+        subdirectory: String? = nil,
+        _ body: @Sendable (URL) async throws -> T
+    ) async throws -> T {
+        let session = try await openSession(subdirectory: subdirectory)
+        let (outcome, revocation) = await session.runRevocably(body)
+        await session.close()
+        if let revocation {
+            logger.debug("PST write access revoked while the body ran: \(revocation)")
+            throw PersistentStorageError.revoked(revocation)
+        }
+        return try outcome.get()
+    }
+}

@@ -1,0 +1,89 @@
+/// Why a call into ``PersistentStorage`` failed, phrased so that the person
+/// reading it knows what to do next.
+///
+/// ```swift
+/// do {
+///     try await storage.withWritableStorage(subdirectory: "my-service") { directory in ... }
+/// } catch let error as PersistentStorageError {
+///     logger.error("\(error)")   // e.g. "no PST daemon at /run/kvmd/pst.sock: is kvmd-pst running? ..."
+/// }
+/// ```
+public enum PersistentStorageError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Nothing listens on the socket: the file is missing, or it is a stale
+    /// file left behind by a daemon that is gone.
+    case daemonNotRunning(socketPath: String)
+    /// The socket exists but this user may not connect to it.
+    /// `socketGroup` is the group that owns the socket, when it could be read.
+    case permissionDenied(socketPath: String, socketGroup: String?)
+    /// Connecting failed for a reason other than the two above.
+    case connectionFailed(socketPath: String, reason: String)
+    /// The daemon did not make the storage writable. `reason` is the daemon's
+    /// own explanation when `GET /state` gave one.
+    case writeRefused(reason: String?)
+    /// The daemon did not answer in time.
+    case timedOut(after: Duration, waitingFor: String)
+    /// Write access was taken away while the storage was in use.
+    case revoked(RevocationReason)
+    /// The daemon said something this client does not understand.
+    case protocolViolation(String)
+    /// The subdirectory a caller asked for is not a plain relative path.
+    case invalidSubdirectory(String, reason: String)
+    /// The storage became writable but the (sub)directory could not be created.
+    case cannotCreateDirectory(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .daemonNotRunning(let socketPath):
+            "no PST daemon at \(socketPath): is kvmd-pst running? (systemctl status kvmd-pst)"
+        case .permissionDenied(let socketPath, let socketGroup?) where socketGroup != "root":
+            "permission denied on \(socketPath): join its group '\(socketGroup)' "
+                + "(usermod -aG \(socketGroup) USER, then log in again) or run as root"
+        case .permissionDenied(let socketPath, _):
+            "permission denied on \(socketPath): run as root, or join the group the daemon's "
+                + "socket belongs to (kvmd-pst on a PiKVM)"
+        case .connectionFailed(let socketPath, let reason):
+            "cannot connect to the PST daemon at \(socketPath): \(reason)"
+        case .writeRefused(let reason):
+            "the PST daemon did not make the storage writable"
+                + (reason.map { ": \($0)" } ?? " (see its log: journalctl -u kvmd-pst)")
+        case .timedOut(let after, let waitingFor):
+            "timed out after \(after.formattedSeconds) waiting for \(waitingFor)"
+        case .revoked(let reason):
+            "write access to the PST was revoked: \(reason)"
+        case .protocolViolation(let detail):
+            "the PST daemon broke the protocol: \(detail)"
+        case .invalidSubdirectory(let subdirectory, let reason):
+            "invalid PST subdirectory \"\(subdirectory)\": \(reason)"
+        case .cannotCreateDirectory(let path, let reason):
+            "cannot create \(path) on the PST: \(reason)"
+        }
+    }
+}
+
+/// Why a session lost its write access.
+public enum RevocationReason: Sendable, Equatable, CustomStringConvertible {
+    /// The daemon reported `write_allowed: false` (an external read-only
+    /// remount, or the daemon shutting down).
+    case writeNoLongerAllowed
+    /// The connection to the daemon closed (the daemon died or dropped us).
+    case connectionClosed
+    /// The daemon sent something that broke the protocol, so the session was ended.
+    case protocolViolation(String)
+
+    public var description: String {
+        switch self {
+        case .writeNoLongerAllowed: "the daemon reports the storage is no longer writable"
+        case .connectionClosed: "the connection to the daemon closed"
+        case .protocolViolation(let detail): "protocol violation: \(detail)"
+        }
+    }
+}
+
+extension Duration {
+    /// "5 s", "0.25 s": how a timeout reads in a message.
+    var formattedSeconds: String {
+        let (seconds, attoseconds) = components
+        let value = Double(seconds) + Double(attoseconds) / 1e18
+        return value == value.rounded() ? "\(Int(value)) s" : "\(value) s"
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// One open session with the PST daemon: while it is open, the daemon keeps
+/// the storage writable.
+///
+/// Most code wants ``PersistentStorage/withWritableStorage(subdirectory:_:)``,
+/// which is built on this type. Use a session directly when a service holds the
+/// storage across several calls, and close it yourself:
+///
+/// ```swift
+/// let session = try await storage.openSession(subdirectory: "my-service")
+/// defer { Task { await session.close() } }       // or close it in your shutdown path
+/// try data.write(to: session.url.appending(path: "cache.bin"))
+/// for try await status in session.statusUpdates where !status.data.writeAllowed {
+///     break                                       // revoked: stop writing
+/// }
+/// await session.close()
+/// ```
+///
+/// A session that was never closed keeps the storage read-write until the
+/// process exits, so always call ``close()``.
+public final class StorageSession: Sendable {
+    /// The writable directory: the data directory, or the subdirectory inside it
+    /// that was asked for (created if it was missing).
+    public let url: URL
+    /// The status that made the storage usable (`writeAllowed` is `true`).
+    public let initialStatus: StorageStatus
+    /// Every later `storage` event, in order.
+    ///
+    /// It finishes without an error after ``close()``, and throws
+    /// ``PersistentStorageError/revoked(_:)`` when the connection closes or the
+    /// daemon breaks the protocol. A status with `writeAllowed == false` is a
+    /// revocation too. Iterate it from one task at a time; use either this or
+    /// ``waitUntilRevoked()``, not both.
+    public let statusUpdates: AsyncThrowingStream<StorageStatus, any Error>
+
+    private let channel: any Channel
+
+    private init(url: URL, initialStatus: StorageStatus, connection: SessionConnection) {
+        self.url = url
+        self.initialStatus = initialStatus
+        self.statusUpdates = connection.updates
+        self.channel = connection.channel
+    }
+
+    /// Opens `/ws` and waits until the daemon reports the storage writable.
+    static func open(
+        at endpoint: DaemonEndpoint,
+        subdirectory: StorageSubdirectory?,
+        logger: Logger
+    ) async throws -> StorageSession {
+        let connection = try await SessionConnection.open(to: endpoint, logger: logger)
+        do {
+            let status = try await WriteAccessWait.firstWritableStatus(in: connection.updates, endpoint: endpoint)
+            let url = StorageSubdirectory.resolve(subdirectory, in: status.data.path)
+            try createDirectory(url)
+            return StorageSession(url: url, initialStatus: status, connection: connection)
+        } catch {
+            await SessionConnection.close(connection.channel)
+            throw error
+        }
+    }
+
+    private static func createDirectory(_ url: URL) throws(PersistentStorageError) {
+        do {
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        } catch {
+            let reason = (error as NSError).localizedDescription
+            throw .cannotCreateDirectory(path: url.path(percentEncoded: false), reason: reason)
+        }
+    }
+
+    /// Waits until write access goes away and says why.
+    ///
+    /// Returns `nil` when the session was closed with ``close()`` or the
+    /// waiting task was cancelled first.
+    public func waitUntilRevoked() async -> RevocationReason? {
+        do {
+            for try await status in statusUpdates where !status.data.writeAllowed {
+                return .writeNoLongerAllowed
+            }
+            return nil
+        } catch PersistentStorageError.revoked(let reason) {
+            return reason
+        } catch {
+            return .protocolViolation("\(error)")
+        }
+    }
+
+    /// Ends the session: the daemon makes the storage read-only again once no
+    /// session is left. Safe to call more than once.
+    public func close() async {
+        await SessionConnection.close(channel)
+    }
+}

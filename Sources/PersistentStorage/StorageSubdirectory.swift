@@ -1,0 +1,36 @@
+import Foundation
+
+/// A validated relative path below the data directory, such as `my-service`
+/// or `my-service/cache`.
+///
+/// It must stay inside the data directory, so it may not be absolute, empty,
+/// or contain `..`; `.` components and repeated slashes are dropped.
+struct StorageSubdirectory: Sendable, Equatable {
+    /// The normalized components, never empty.
+    let components: [String]
+
+    init(validating text: String) throws(PersistentStorageError) {
+        func invalid(_ reason: String) -> PersistentStorageError {
+            .invalidSubdirectory(text, reason: reason)
+        }
+        if text.isEmpty { throw invalid("it is empty; pass nil to use the data directory itself") }
+        if text.hasPrefix("/") { throw invalid("it is absolute; give a path relative to the data directory") }
+        if text.contains("\0") { throw invalid("it contains a NUL byte") }
+        let parts = text.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        if parts.contains("..") { throw invalid("\"..\" would leave the data directory") }
+        let kept = parts.filter { $0 != "." }
+        if kept.isEmpty { throw invalid("it names the data directory itself; pass nil for that") }
+        components = kept
+    }
+
+    /// `root` with this subdirectory appended.
+    func appended(to root: URL) -> URL {
+        components.reduce(root) { $0.appending(path: $1, directoryHint: .isDirectory) }
+    }
+
+    /// The data root, or the subdirectory inside it when one was asked for.
+    static func resolve(_ subdirectory: StorageSubdirectory?, in root: String) -> URL {
+        let rootURL = URL(filePath: root, directoryHint: .isDirectory)
+        return subdirectory?.appended(to: rootURL) ?? rootURL
+    }
+}

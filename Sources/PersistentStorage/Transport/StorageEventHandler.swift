@@ -1,0 +1,138 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// The client end of `/ws` once the upgrade is done: turns frames into
+/// ``StorageStatus`` updates and keeps the WebSocket's side of the bargain.
+///
+/// It runs on the channel's event loop, so pings are answered and the close
+/// handshake is completed even while nobody is reading the updates.
+final class StorageEventHandler: ChannelDuplexHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    /// How a session's updates end: `nil` when we closed it ourselves.
+    typealias Updates = AsyncThrowingStream<StorageStatus, any Error>
+
+    private let updates: Updates.Continuation
+    private let logger: Logger
+    /// Set once we sent a close frame: the peer's close frame is then an
+    /// answer, and the connection ending is what we asked for.
+    private var closingByUs = false
+    /// Set once the updates stream has been finished.
+    private var finished = false
+
+    init(updates: Updates.Continuation, logger: Logger) {
+        self.updates = updates
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text:
+            received(text: frame.unmaskedData)
+        case .ping:
+            // RFC 6455 5.5.3: a pong carries the ping's payload. The daemon drops
+            // peers that do not answer its heartbeat.
+            send(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData), context: context)
+        case .pong:
+            break
+        case .connectionClose:
+            receivedClose(frame, context: context)
+        case .binary:
+            fail(.protocolViolation("the daemon sent a binary frame"), context: context)
+        default:
+            fail(.protocolViolation("the daemon sent a frame with opcode \(frame.opcode)"), context: context)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        var frame = unwrapOutboundIn(data)
+        if frame.opcode == .connectionClose { closingByUs = true }
+        // RFC 6455 5.3: every frame a client sends is masked with a fresh key.
+        frame.maskKey = .random()
+        context.write(wrapOutboundOut(frame), promise: promise)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case let error as NIOWebSocketError:
+            sendClose(code: error == .invalidFrameLength ? .messageTooLarge : .protocolError, context: context)
+            fail(.protocolViolation("invalid WebSocket frame (\(error))"), context: context)
+        case is NIOWebSocketFrameAggregator.Error, is ByteToMessageDecoderError:
+            sendClose(code: .protocolError, context: context)
+            fail(.protocolViolation("invalid WebSocket message (\(error))"), context: context)
+        default:
+            logger.debug("PST connection error: \(error)")
+            fail(.connectionClosed, context: context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if closingByUs {
+            finish(throwing: nil)
+        } else {
+            finish(throwing: PersistentStorageError.revoked(.connectionClosed))
+        }
+        context.fireChannelInactive()
+    }
+
+    private func received(text: ByteBuffer) {
+        let event: StorageEvent
+        do {
+            event = try StorageEvent(decoding: text.readableBytesView)
+        } catch {
+            // The protocol asks both ends to log and skip frames they cannot read.
+            logger.warning("ignoring an unreadable event from the PST daemon: \(error)")
+            return
+        }
+        switch event {
+        case .storage(let status):
+            logger.debug("PST storage event: clients=\(status.clients) write_allowed=\(status.data.writeAllowed)")
+            updates.yield(status)
+        case .loop, .pong:
+            break
+        case .ping, .unknown:
+            logger.debug("ignoring a \(event.eventType) event from the PST daemon")
+        }
+    }
+
+    private func receivedClose(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        guard !closingByUs else {
+            context.close(promise: nil)
+            return
+        }
+        // The daemon ends the session: answer its close frame (RFC 6455 5.5.1)
+        // with the same status code, then let it close the connection.
+        var payload = frame.unmaskedData
+        let code = payload.readSlice(length: 2) ?? ByteBuffer()
+        finish(throwing: PersistentStorageError.revoked(.connectionClosed))
+        send(WebSocketFrame(fin: true, opcode: .connectionClose, data: code), context: context)
+        context.close(promise: nil)
+    }
+
+    private func sendClose(code: WebSocketErrorCode, context: ChannelHandlerContext) {
+        var payload = context.channel.allocator.buffer(capacity: 2)
+        payload.write(webSocketErrorCode: code)
+        send(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload), context: context)
+    }
+
+    private func fail(_ reason: RevocationReason, context: ChannelHandlerContext) {
+        finish(throwing: PersistentStorageError.revoked(reason))
+        context.close(promise: nil)
+    }
+
+    private func send(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        // Through our own `write`, so the frame gets masked.
+        write(context: context, data: wrapOutboundOut(frame), promise: nil)
+        context.flush()
+    }
+
+    private func finish(throwing error: (any Error)?) {
+        guard !finished else { return }
+        finished = true
+        updates.finish(throwing: error)
+    }
+}

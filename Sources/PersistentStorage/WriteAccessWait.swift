@@ -1,0 +1,48 @@
+import NIOConcurrencyHelpers
+
+/// Waiting for the daemon to make the storage writable for a new session.
+enum WriteAccessWait {
+    /// The first `storage` status with `writeAllowed == true`.
+    ///
+    /// PROTOCOL.md allows a daemon to send `write_allowed: false` before its
+    /// remount to read-write completes, so a `false` is not final; but if time
+    /// runs out after one, the daemon refused rather than stayed silent, and the
+    /// error says so (with its reason from `GET /state` when it gives one).
+    static func firstWritableStatus(
+        in updates: AsyncThrowingStream<StorageStatus, any Error>,
+        endpoint: DaemonEndpoint
+    ) async throws -> StorageStatus {
+        let sawReadOnly = ReadOnlyFlag()
+        do {
+            return try await withTimeout(endpoint.timeout, waitingFor: "the PST daemon to make the storage writable") {
+                for try await status in updates {
+                    if status.data.writeAllowed { return status }
+                    sawReadOnly.set()
+                }
+                try Task.checkCancellation()
+                throw PersistentStorageError.revoked(.connectionClosed)
+            }
+        } catch PersistentStorageError.timedOut where sawReadOnly.isSet {
+            throw PersistentStorageError.writeRefused(reason: await refusalReason(from: endpoint))
+        } catch PersistentStorageError.revoked(.connectionClosed) {
+            // Closing before granting access is how a daemon refuses.
+            throw PersistentStorageError.writeRefused(reason: await refusalReason(from: endpoint))
+        } catch PersistentStorageError.revoked(.protocolViolation(let detail)) {
+            throw PersistentStorageError.protocolViolation(detail)
+        }
+    }
+
+    /// The daemon's own explanation, if `GET /state` reports an error.
+    private static func refusalReason(from endpoint: DaemonEndpoint) async -> String? {
+        guard case .failure(let failure)? = try? await StateRequest.fetch(from: endpoint) else { return nil }
+        return "\(failure.errorMessage) (\(failure.error))"
+    }
+}
+
+/// Remembers, across the waiting task and its timer, that the daemon said
+/// "read-only" at least once.
+private struct ReadOnlyFlag: Sendable {
+    private let box = NIOLockedValueBox(false)
+    func set() { box.withLockedValue { $0 = true } }
+    var isSet: Bool { box.withLockedValue { $0 } }
+}

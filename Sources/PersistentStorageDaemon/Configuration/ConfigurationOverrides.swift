@@ -1,0 +1,69 @@
+import Glibc
+import PersistentStorageMount
+
+/// Values given by a configuration file or on the command line; nil means
+/// "not given here". Applied in order over the defaults, so the command line
+/// (applied last) wins over the file.
+public struct ConfigurationOverrides: Sendable, Equatable {
+    public var socketPath: String?
+    public var socketMode: mode_t?
+    public var socketGroup: String?
+    public var heartbeat: Duration?
+    public var readOnlyRetryDelay: Duration?
+    public var readOnlyCleanupDelay: Duration?
+    public var remountCommand: [String]?
+    public var fstabPath: String?
+    public var dataLayout: DataLayout?
+    public var maxSessions: Int?
+
+    public init() {}
+}
+
+extension DaemonConfiguration {
+    public mutating func apply(_ overrides: ConfigurationOverrides) {
+        if let value = overrides.socketPath { socketPath = value }
+        if let value = overrides.socketMode { socketMode = value }
+        if let value = overrides.socketGroup { socketGroup = value.isEmpty ? nil : value }
+        if let value = overrides.heartbeat { heartbeat = value }
+        if let value = overrides.readOnlyRetryDelay { readOnlyRetryDelay = value }
+        if let value = overrides.readOnlyCleanupDelay { readOnlyCleanupDelay = value }
+        if let value = overrides.remountCommand { remountCommand = value.isEmpty ? nil : value }
+        if let value = overrides.fstabPath { fstabPath = value }
+        if let value = overrides.dataLayout { dataLayout = value }
+        if let value = overrides.maxSessions { maxSessions = value }
+    }
+}
+
+/// Parses option values the way a user writes them.
+public enum ConfigurationValue {
+    /// A file mode in octal, as chmod(1) takes it: `660`, `0660` or `0o660`.
+    public static func octalMode(_ text: String) throws(DaemonConfigurationError) -> mode_t {
+        var digits = Substring(text)
+        if digits.hasPrefix("0o") || digits.hasPrefix("0O") { digits = digits.dropFirst(2) }
+        guard !digits.isEmpty, let value = mode_t(digits, radix: 8), value <= 0o7777 else {
+            throw DaemonConfigurationError("'\(text)' is not an octal file mode such as 0660")
+        }
+        return value
+    }
+
+    /// Seconds as a decimal number (`15`, `0.5`), not negative.
+    public static func seconds(_ text: String, name: String) throws(DaemonConfigurationError) -> Duration {
+        guard let value = Double(text) else {
+            throw DaemonConfigurationError("\(name): '\(text)' is not a number of seconds")
+        }
+        return try seconds(value, name: name)
+    }
+
+    public static func seconds(_ value: Double, name: String) throws(DaemonConfigurationError) -> Duration {
+        guard value.isFinite, value >= 0, value < 1e9 else {
+            throw DaemonConfigurationError("\(name): \(value) is not a usable number of seconds")
+        }
+        return .milliseconds(Int64((value * 1000).rounded()))
+    }
+
+    /// A command line split on whitespace (no quoting: put arguments with
+    /// spaces in the configuration file's list form instead).
+    public static func commandLine(_ text: String) -> [String] {
+        text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+    }
+}

@@ -1,0 +1,92 @@
+import Glibc
+import PersistentStorageMount
+
+/// Everything the daemon can be told, with the reference's defaults.
+///
+/// ```swift
+/// var configuration = DaemonConfiguration()
+/// configuration.socketPath = "/run/kvmd/pst.sock"
+/// configuration.remountCommand = ["sudo", "--non-interactive", "kvmd-helper-pst-remount", "{mode}"]
+/// try configuration.validate()
+/// ```
+public struct DaemonConfiguration: Sendable, Equatable {
+    public static let defaultSocketPath = "/run/kvmd/pst.sock"
+    /// The group a PiKVM gives the socket, used when it exists.
+    public static let conventionalSocketGroup = "kvmd-pst"
+
+    /// `pst.server.unix`
+    public var socketPath: String = defaultSocketPath
+    /// `pst.server.unix_mode`
+    public var socketMode: mode_t = 0o660
+    /// The socket's group; its members may use the daemon. Nil keeps the
+    /// daemon's own group.
+    public var socketGroup: String? = nil
+    /// `pst.heartbeat`: how often sessions are pinged; zero turns it off.
+    public var heartbeat: Duration = .seconds(15)
+    /// `pst.ro_retries_delay`: the pause between attempts to go read-only.
+    public var readOnlyRetryDelay: Duration = .seconds(10)
+    /// `pst.ro_cleanup_delay`: how long clients get to stop writing at shutdown.
+    public var readOnlyCleanupDelay: Duration = .seconds(3)
+    /// `pst.remount_cmd`: remount by running this (with `{mode}` replaced)
+    /// instead of in-process.
+    public var remountCommand: [String]? = nil
+    public var fstabPath: String = FstabReader.defaultPath
+    public var dataLayout: DataLayout = .dataSubdirectory
+    public var maxSessions: Int = 100
+    /// The largest WebSocket message accepted; larger ones end the session.
+    public var maxFrameSize: Int = 64 * 1024
+    /// The largest request head (all header lines) accepted.
+    public var maxRequestHeaderSize: Int = 16 * 1024
+    /// HTTP connections that send nothing for this long are closed.
+    public var httpIdleTimeout: Duration = .seconds(30)
+    /// How often the storage's writability is checked besides mount-table
+    /// events (see ``MountTableWatcher`` for why both).
+    public var mountRecheckInterval: Duration = .seconds(1)
+
+    public init() {}
+
+    /// ``conventionalSocketGroup`` when that group exists here, else nil.
+    public static var defaultSocketGroup: String? {
+        GroupMembers.id(named: conventionalSocketGroup) != nil ? conventionalSocketGroup : nil
+    }
+
+    /// Rejects values the daemon cannot work with, with one line saying which.
+    public func validate() throws(DaemonConfigurationError) {
+        func check(_ condition: Bool, _ message: @autoclosure () -> String) throws(DaemonConfigurationError) {
+            if !condition { throw DaemonConfigurationError(message()) }
+        }
+        try check(socketPath.hasPrefix("/"), "the socket path '\(socketPath)' is not absolute")
+        // sun_path holds 108 bytes; the socket is first bound under a staging
+        // directory beside the final path, which adds 10.
+        try check(socketPath.utf8.count <= 96, "the socket path '\(socketPath)' is too long for a Unix socket (96 bytes at most)")
+        try check(socketMode <= 0o777, "the socket mode \(String(socketMode, radix: 8)) is not a file mode (0 to 777, octal)")
+        if let socketGroup {
+            try check(GroupMembers.id(named: socketGroup) != nil, "the socket group '\(socketGroup)' does not exist")
+        }
+        try check(heartbeat >= .zero, "the heartbeat must not be negative")
+        try check(readOnlyRetryDelay > .zero, "the read-only retry delay must be positive")
+        try check(readOnlyCleanupDelay >= .zero, "the read-only cleanup delay must not be negative")
+        if let remountCommand {
+            try check(!remountCommand.isEmpty && !remountCommand[0].isEmpty, "the remount command is empty")
+            try check(remountCommand.contains { $0.contains(CommandRemounter.modePlaceholder) },
+                      "the remount command '\(remountCommand.joined(separator: " "))' has no {mode} placeholder")
+        }
+        try check(fstabPath.hasPrefix("/"), "the fstab path '\(fstabPath)' is not absolute")
+        try check(maxSessions > 0, "the maximum number of sessions must be at least 1")
+        try check(maxFrameSize >= 1024, "the maximum frame size must be at least 1024 bytes")
+        try check(maxRequestHeaderSize >= 1024, "the maximum request header size must be at least 1024 bytes")
+        try check(httpIdleTimeout > .zero, "the HTTP idle timeout must be positive")
+        try check(mountRecheckInterval >= .milliseconds(10), "the mount re-check interval must be at least 10 ms")
+    }
+
+    /// The group id for ``socketGroup`` (nil: leave the socket's group alone).
+    var socketGroupID: gid_t? {
+        socketGroup.flatMap { GroupMembers.id(named: $0) }
+    }
+}
+
+/// A configuration value the daemon cannot use.
+public struct DaemonConfigurationError: Error, Equatable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

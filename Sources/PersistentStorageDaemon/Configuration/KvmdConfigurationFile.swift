@@ -1,0 +1,97 @@
+import Foundation
+import Yams
+
+/// Reads the `pst:` section of a kvmd-style YAML file, with the reference's
+/// key names:
+///
+/// ```yaml
+/// pst:
+///     server:
+///         unix: /run/kvmd/pst.sock
+///         unix_mode: 0o660
+///     heartbeat: 15.0
+///     ro_retries_delay: 10.0
+///     ro_cleanup_delay: 3.0
+///     remount_cmd: [/usr/bin/sudo, --non-interactive, /usr/bin/kvmd-helper-pst-remount, "{mode}"]
+/// ```
+///
+/// Other sections and unknown keys under `pst:` are ignored, as kvmd's other
+/// services share the file.
+public enum KvmdConfigurationFile {
+    public static func read(path: String) throws(DaemonConfigurationError) -> ConfigurationOverrides {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw DaemonConfigurationError("cannot read the configuration file \(path): \(error.localizedDescription)")
+        }
+        return try parse(text, source: path)
+    }
+
+    public static func parse(_ text: String, source: String = "the configuration") throws(DaemonConfigurationError) -> ConfigurationOverrides {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw DaemonConfigurationError("\(source) is not valid YAML: \(error)")
+        }
+        var overrides = ConfigurationOverrides()
+        guard let root else { return overrides }
+        guard root.mapping != nil else { throw DaemonConfigurationError("\(source): the top level is not a mapping") }
+        guard let pst = root["pst"] else { return overrides }
+        guard pst.mapping != nil else { throw DaemonConfigurationError("\(source): pst is not a mapping") }
+
+        if let unix = pst["server"]?["unix"] {
+            overrides.socketPath = try string(unix, "pst.server.unix", source)
+        }
+        if let mode = pst["server"]?["unix_mode"] {
+            overrides.socketMode = try fileMode(mode, source)
+        }
+        if let value = pst["heartbeat"] {
+            overrides.heartbeat = try seconds(value, "pst.heartbeat", source)
+        }
+        if let value = pst["ro_retries_delay"] {
+            overrides.readOnlyRetryDelay = try seconds(value, "pst.ro_retries_delay", source)
+        }
+        if let value = pst["ro_cleanup_delay"] {
+            overrides.readOnlyCleanupDelay = try seconds(value, "pst.ro_cleanup_delay", source)
+        }
+        if let value = pst["remount_cmd"] {
+            if let list = value.sequence {
+                overrides.remountCommand = try list.map { node throws(DaemonConfigurationError) in
+                    try string(node, "pst.remount_cmd", source)
+                }
+            } else {
+                overrides.remountCommand = ConfigurationValue.commandLine(try string(value, "pst.remount_cmd", source))
+            }
+        }
+        return overrides
+    }
+
+    private static func string(_ node: Node, _ key: String, _ source: String) throws(DaemonConfigurationError) -> String {
+        guard let scalar = node.scalar else { throw DaemonConfigurationError("\(source): \(key) must be a string") }
+        return scalar.string
+    }
+
+    private static func seconds(_ node: Node, _ key: String, _ source: String) throws(DaemonConfigurationError) -> Duration {
+        guard let value = node.float ?? node.int.map(Double.init) else {
+            throw DaemonConfigurationError("\(source): \(key) must be a number of seconds")
+        }
+        return try ConfigurationValue.seconds(value, name: "\(source): \(key)")
+    }
+
+    /// `0o660` (how kvmd writes it) and `0660` are octal, as Python's YAML
+    /// reads them; a plain number without a leading zero is decimal.
+    private static func fileMode(_ node: Node, _ source: String) throws(DaemonConfigurationError) -> mode_t {
+        guard let text = node.scalar?.string else {
+            throw DaemonConfigurationError("\(source): pst.server.unix_mode must be a number")
+        }
+        if text.hasPrefix("0") && text.count > 1 {
+            return try ConfigurationValue.octalMode(text)
+        }
+        guard let value = mode_t(text), value <= 0o7777 else {
+            throw DaemonConfigurationError("\(source): pst.server.unix_mode '\(text)' is not a file mode")
+        }
+        return value
+    }
+}

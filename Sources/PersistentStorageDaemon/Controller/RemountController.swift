@@ -1,0 +1,264 @@
+import Logging
+import PersistentStorage
+import PersistentStorageMount
+
+/// Owns the session set and decides when the storage is remounted.
+///
+/// The rules, from the protocol: the first session makes the storage
+/// read-write, the last one to close makes it read-only again, and however
+/// many sessions overlap there is exactly one remount each way. A new session
+/// hears about the storage only once it is writable or the remount to
+/// read-write has failed, because the reference's clients take a first
+/// `write_allowed: false` as a refusal.
+///
+/// What sessions are told always comes from the kernel (`statvfs`), never from
+/// what the controller last asked for: a remount done by someone else, or the
+/// kernel's own `errors=remount-ro`, is reported as it is.
+actor RemountController {
+    struct Settings: Sendable {
+        /// Where the partition is mounted; remount decisions look at this.
+        var mountPath: String
+        /// The directory handed to clients; `write_allowed` is about this.
+        var dataPath: String
+        var readOnlyRetryDelay: Duration
+        var maxSessions: Int
+    }
+
+    private struct Session {
+        let connection: any SessionConnection
+        /// False until the first `storage` event may be sent (see the type's comment).
+        var isServed: Bool
+        var lastSent: StorageStatus?
+    }
+
+    private let settings: Settings
+    private let remounter: any StorageRemounter
+    /// `MountTable.isWritable` outside tests.
+    private let isWritable: @Sendable (String) -> Bool
+    private let logger: Logger
+
+    private var sessions: [SessionID: Session] = [:]
+    private var nextSessionNumber: UInt64 = 1
+    /// The one task that remounts; while it runs, nobody else does.
+    private var remountTask: Task<Void, Never>?
+    private var readOnlyRetry: (task: Task<Void, Never>, generation: UInt64)?
+    private var retryGeneration: UInt64 = 0
+    private var counters = RemountCounters()
+    private var lastFailure: String?
+    private var isShuttingDown = false
+
+    init(
+        settings: Settings,
+        remounter: any StorageRemounter,
+        isWritable: @escaping @Sendable (String) -> Bool = { MountTable.isWritable($0) },
+        logger: Logger
+    ) {
+        self.settings = settings
+        self.remounter = remounter
+        self.isWritable = isWritable
+        self.logger = logger
+    }
+
+    // MARK: - What the server and the status page ask
+
+    /// The storage as sessions should see it now.
+    var status: StorageStatus {
+        StorageStatus(
+            clients: sessions.count,
+            data: .init(path: settings.dataPath, writeAllowed: isWritable(settings.dataPath)))
+    }
+
+    var report: StateReport {
+        let status = status
+        return StateReport(clients: status.clients, data: status.data, remounts: counters, error: lastFailure)
+    }
+
+    /// Whether one more session would be accepted now. Checked before the
+    /// WebSocket upgrade so a refused peer gets an HTTP answer; ``sessionDidOpen(_:)``
+    /// checks again because the two can race.
+    var canAcceptSession: Bool {
+        !isShuttingDown && sessions.count < settings.maxSessions
+    }
+
+    // MARK: - Sessions
+
+    /// Registers a new session, or returns nil when the daemon is shutting
+    /// down or full (the caller then closes the connection).
+    func sessionDidOpen(_ connection: any SessionConnection) -> SessionID? {
+        guard canAcceptSession else { return nil }
+        let id = SessionID(rawValue: nextSessionNumber)
+        nextSessionNumber += 1
+        // The storage is still writable while a read-only retry waits: this
+        // session keeps it so, and the retry has nothing left to do.
+        cancelReadOnlyRetry()
+        sessions[id] = Session(connection: connection, isServed: false, lastSent: nil)
+        if remountTask == nil && isWritable(settings.mountPath) {
+            sessions[id]?.isServed = true
+        } else {
+            startRemounting()
+        }
+        publish()
+        return id
+    }
+
+    func sessionDidClose(_ id: SessionID) {
+        guard sessions.removeValue(forKey: id) != nil else { return }
+        publish()
+        if sessions.isEmpty { startRemounting() }
+    }
+
+    /// The kernel's mount table changed (or the periodic re-check fired):
+    /// tell every session whose view is now out of date.
+    func mountTableDidChange() {
+        publish()
+    }
+
+    // MARK: - Start-up and shutdown
+
+    /// Read-write with the fix step, then read-only: repairs a storage left
+    /// writable by a crash, and makes sure the data directory exists.
+    func prepareStorage() async {
+        await attemptRemount(to: .readWrite)
+        await attemptRemount(to: .readOnly)
+        if isWritable(settings.mountPath) && sessions.isEmpty {
+            scheduleReadOnlyRetry()
+        }
+    }
+
+    /// Tells every session that writing is no longer allowed and closes it.
+    /// Returns how many sessions were open. No session is accepted afterwards.
+    func endAllSessions() async -> Int {
+        isShuttingDown = true
+        cancelReadOnlyRetry()
+        // Let a remount in progress finish, so no command or syscall is cut
+        // off half way; the loop stops after it because of `isShuttingDown`.
+        await remountTask?.value
+        let revoked = StorageStatus(clients: sessions.count, data: .init(path: settings.dataPath, writeAllowed: false))
+        for session in sessions.values {
+            session.connection.send(revoked)
+            session.connection.close()
+        }
+        let count = sessions.count
+        sessions.removeAll()
+        return count
+    }
+
+    /// The last step of shutdown.
+    func remountReadOnlyForExit() async {
+        guard isWritable(settings.mountPath) else { return }
+        await attemptRemount(to: .readOnly)
+    }
+
+    // MARK: - Remounting
+
+    private func startRemounting() {
+        guard remountTask == nil, !isShuttingDown else { return }
+        remountTask = Task { await self.remountUntilSettled() }
+    }
+
+    /// Brings the mount in line with the session set, looking again after
+    /// every remount because sessions come and go while it runs.
+    private func remountUntilSettled() async {
+        defer {
+            remountTask = nil
+            publish()
+        }
+        while !isShuttingDown {
+            let mountIsWritable = isWritable(settings.mountPath)
+            if sessions.isEmpty {
+                guard mountIsWritable else { return }
+                guard await attemptRemount(to: .readOnly) else {
+                    scheduleReadOnlyRetry()
+                    return
+                }
+                if isWritable(settings.mountPath) {
+                    logger.warning("the remount to read-only succeeded, but \(settings.mountPath) is still writable")
+                    return
+                }
+            } else {
+                if mountIsWritable {
+                    serveWaitingSessions()
+                    return
+                }
+                let succeeded = await attemptRemount(to: .readWrite)
+                if succeeded && !isWritable(settings.mountPath) {
+                    lastFailure = "the remount to read-write succeeded, but \(settings.mountPath) is still read-only"
+                    logger.error("\(lastFailure!)")
+                }
+                if !succeeded || !isWritable(settings.mountPath) {
+                    // Those waiting get `false` now; the next session to open tries again.
+                    serveWaitingSessions()
+                    return
+                }
+            }
+        }
+    }
+
+    /// One remount with its bookkeeping. Returns whether it succeeded.
+    @discardableResult
+    private func attemptRemount(to mode: RemountMode) async -> Bool {
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            try await remounter.remount(to: mode)
+        } catch {
+            counters.failed += 1
+            lastFailure = String(describing: error)
+            logger.error("remount to \(mode) failed: \(lastFailure!)")
+            return false
+        }
+        switch mode {
+        case .readWrite: counters.rw += 1
+        case .readOnly: counters.ro += 1
+        }
+        lastFailure = nil
+        logger.info("storage remounted \(mode) in \(clock.now - start)")
+        return true
+    }
+
+    private func serveWaitingSessions() {
+        for id in sessions.keys { sessions[id]?.isServed = true }
+    }
+
+    // MARK: - Read-only retry
+
+    private func scheduleReadOnlyRetry() {
+        cancelReadOnlyRetry()
+        retryGeneration += 1
+        let generation = retryGeneration
+        let delay = settings.readOnlyRetryDelay
+        logger.warning("cannot make \(settings.mountPath) read-only yet; retrying in \(delay)")
+        let task = Task {
+            do {
+                try await Task.sleep(for: delay)
+            } catch {
+                return
+            }
+            self.readOnlyRetryIsDue(generation: generation)
+        }
+        readOnlyRetry = (task, generation)
+    }
+
+    private func readOnlyRetryIsDue(generation: UInt64) {
+        guard readOnlyRetry?.generation == generation else { return }
+        readOnlyRetry = nil
+        startRemounting()
+    }
+
+    private func cancelReadOnlyRetry() {
+        readOnlyRetry?.task.cancel()
+        readOnlyRetry = nil
+    }
+
+    // MARK: - Telling sessions
+
+    /// Sends the current state to every served session that has not seen it.
+    private func publish() {
+        guard !isShuttingDown else { return }
+        let status = status
+        for (id, session) in sessions where session.isServed && session.lastSent != status {
+            session.connection.send(status)
+            sessions[id]?.lastSent = status
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import Glibc
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// The HTTP + WebSocket server on the Unix socket.
+///
+/// Plain SwiftNIO rather than Hummingbird: the daemon needs the kernel's peer
+/// credentials of each accepted socket before any request is read, its own
+/// decoder limits, and control over when the HTTP handlers give way to the
+/// WebSocket ones; all of that is one channel initializer here, and the whole
+/// server is three routes.
+final class DaemonServer: Sendable {
+    /// What the server needs to know; a subset of ``DaemonConfiguration``.
+    struct Settings: Sendable {
+        var socketPath: String
+        var socketMode: mode_t
+        var socketGroupID: gid_t?
+        var heartbeat: Duration
+        var maxFrameSize: Int
+        var maxRequestHeaderSize: Int
+        var httpIdleTimeout: Duration
+    }
+
+    private let serverChannel: any Channel
+    let socketFile: ListeningSocketFile.Published
+
+    private init(serverChannel: any Channel, socketFile: ListeningSocketFile.Published) {
+        self.serverChannel = serverChannel
+        self.socketFile = socketFile
+    }
+
+    /// Binds, sets mode and group, and only then makes the socket visible at
+    /// its path. Connections are served from the moment this returns.
+    static func start(
+        settings: Settings, controller: RemountController, group: any EventLoopGroup, logger: Logger
+    ) async throws -> DaemonServer {
+        let socketFile = ListeningSocketFile(path: settings.socketPath, mode: settings.socketMode, groupID: settings.socketGroupID)
+        let staging = try socketFile.makeStaging()
+        let authorization = PeerAuthorization(groupID: settings.socketGroupID ?? getegid(), ownerID: geteuid())
+        let channel: any Channel
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 64)
+                .childChannelInitializer { channel in
+                    PeerCredentials.of(channel).flatMapThrowing { peer in
+                        try configureConnection(
+                            channel, peer: peer, peerIsAllowed: authorization.allows(peer),
+                            settings: settings, controller: controller, logger: logger)
+                    }
+                }
+                .bind(unixDomainSocketPath: staging.socketPath)
+                .get()
+        } catch {
+            socketFile.discard(staging)
+            throw error
+        }
+        do {
+            let published = try socketFile.publish(staging)
+            return DaemonServer(serverChannel: channel, socketFile: published)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+
+    /// Stops accepting connections; open ones stay until closed.
+    func stopAccepting() async {
+        try? await serverChannel.close()
+    }
+
+    /// Removes the socket file, if it is still the one this server made.
+    func removeSocketFile() {
+        ListeningSocketFile.remove(socketFile)
+    }
+
+    private enum HandlerName {
+        static let idle = "pst-idle"
+        static let protocolErrors = "pst-protocol-errors"
+        static let http = "pst-http"
+        static let httpErrors = "pst-http-close-on-error"
+    }
+
+    /// The pipeline of one connection: HTTP first; after an upgrade on `/ws`
+    /// the HTTP handlers are swapped for the session's.
+    private static func configureConnection(
+        _ channel: any Channel, peer: PeerCredentials, peerIsAllowed: Bool,
+        settings: Settings, controller: RemountController, logger: Logger
+    ) throws {
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(IdleStateHandler(readTimeout: TimeAmount(settings.httpIdleTimeout)), name: HandlerName.idle)
+
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: settings.maxFrameSize,
+            automaticErrorHandling: true,
+            shouldUpgrade: { channel, head in
+                guard peerIsAllowed, head.uri.split(separator: "?").first == "/ws" else {
+                    return channel.eventLoop.makeSucceededFuture(nil)
+                }
+                return channel.eventLoop.makeFutureWithTask {
+                    await controller.canAcceptSession ? HTTPHeaders() : nil
+                }
+            },
+            upgradePipelineHandler: { channel, _ in
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(NIOWebSocketFrameAggregator(
+                        minNonFinalFragmentSize: 0,
+                        maxAccumulatedFrameCount: 256,
+                        maxAccumulatedFrameSize: settings.maxFrameSize))
+                    try pipeline.addHandler(WebSocketSessionHandler(
+                        controller: controller, peer: peer, heartbeat: settings.heartbeat, logger: logger))
+                    try pipeline.addHandler(CloseOnErrorHandler(logger: logger))
+                }
+            })
+
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = settings.maxRequestHeaderSize
+        limits.maxHeaderFieldSize = settings.maxRequestHeaderSize
+        limits.maxHeaderFieldCount = 256
+        try pipeline.configureHTTPServerPipeline(
+            withServerUpgrade: (
+                upgraders: [upgrader],
+                completionHandler: { context in
+                    // Runs before the WebSocket handlers are added: the HTTP
+                    // handlers must be gone so frames never reach them.
+                    let pipeline = context.pipeline.syncOperations
+                    for name in [HandlerName.idle, HandlerName.protocolErrors, HandlerName.http, HandlerName.httpErrors] {
+                        pipeline.removeHandler(name: name, promise: nil)
+                    }
+                }
+            ),
+            withErrorHandling: false,
+            withOutboundHeaderValidation: true,
+            withEncoderConfiguration: .init(),
+            withDecoderLimitConfiguration: limits)
+        try pipeline.addHandler(ProtocolErrorHandler(logger: logger), name: HandlerName.protocolErrors)
+        try pipeline.addHandler(
+            HTTPRequestHandler(controller: controller, peer: peer, peerIsAllowed: peerIsAllowed, logger: logger),
+            name: HandlerName.http)
+        try pipeline.addHandler(CloseOnErrorHandler(logger: logger), name: HandlerName.httpErrors)
+    }
+}

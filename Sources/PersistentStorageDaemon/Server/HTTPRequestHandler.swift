@@ -1,0 +1,95 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import PersistentStorage
+
+/// Answers the plain HTTP routes: `GET /state` and the reference's error
+/// answers for everything else. `/ws` upgrades never get here; a request for
+/// `/ws` that does was not a (valid, admissible) upgrade.
+final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let controller: RemountController
+    private let peer: PeerCredentials
+    private let peerIsAllowed: Bool
+    private let logger: Logger
+    private var request: HTTPRequestHead?
+
+    init(controller: RemountController, peer: PeerCredentials, peerIsAllowed: Bool, logger: Logger) {
+        self.controller = controller
+        self.peer = peer
+        self.peerIsAllowed = peerIsAllowed
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            request = head
+        case .body:
+            break  // No route takes a body; it is read and dropped.
+        case .end:
+            guard let head = request else { return }
+            request = nil
+            respond(to: head, context: context)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            logger.debug("closing an idle HTTP connection (\(peer))")
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard peerIsAllowed else {
+            logger.warning("refused \(head.method) \(head.uri) from \(peer): not root and not in the socket's group")
+            JSONResponse.forbidden.write(to: context, keepAlive: false)
+            return
+        }
+        // NIO's upgrade handler leaves the pipeline after the first request
+        // that is not an upgrade, so a kept-alive connection could never
+        // become a session; aiohttp's clients (the reference's) reuse pooled
+        // connections for `ws_connect`. Closing after every plain answer makes
+        // them dial afresh, which costs nothing on a local socket.
+        let keepAlive = false
+        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        switch path {
+        case "/state":
+            guard head.method == .GET else {
+                JSONResponse.methodNotAllowed(head.method, allowed: "GET").write(to: context, keepAlive: keepAlive)
+                return
+            }
+            let controller = controller
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.makeFutureWithTask { await controller.report }.whenSuccess { report in
+                JSONResponse.success(report).write(to: loopBound.value, keepAlive: keepAlive)
+            }
+        case "/state/":
+            JSONResponse.permanentRedirect(to: "/state").write(to: context, keepAlive: keepAlive)
+        case "/ws":
+            guard head.method == .GET else {
+                JSONResponse.methodNotAllowed(head.method, allowed: "GET").write(to: context, keepAlive: keepAlive)
+                return
+            }
+            guard head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) else {
+                JSONResponse.webSocketExpected.write(to: context, keepAlive: keepAlive)
+                return
+            }
+            // An upgrade that was not done: either the daemon refused it (full,
+            // shutting down) or the handshake headers were wrong.
+            let controller = controller
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.makeFutureWithTask { await controller.canAcceptSession }.whenSuccess { canAccept in
+                let response = canAccept ? JSONResponse.webSocketExpected : JSONResponse.tooManySessions
+                response.write(to: loopBound.value, keepAlive: false)
+            }
+        default:
+            JSONResponse.notFound.write(to: context, keepAlive: keepAlive)
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import CSystemShims
+import Glibc
+import NIOCore
+
+/// Who is at the other end of a Unix socket, as the kernel recorded it when
+/// the peer connected (`SO_PEERCRED`): it cannot be forged by the peer.
+struct PeerCredentials: Sendable, CustomStringConvertible {
+    var pid: pid_t
+    var uid: uid_t
+    var gid: gid_t
+    /// The peer's command name from `/proc/PID/comm`, read at connect time
+    /// (the process may be gone by the time its session is logged as closed).
+    var command: String
+
+    init(pid: pid_t, uid: uid_t, gid: gid_t) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        command = (try? readSmallFile("/proc/\(pid)/comm"))?.trimmingWhitespace() ?? "?"
+    }
+
+    var description: String { "pid=\(pid) uid=\(uid) comm=\(command)" }
+
+    /// Reads the credentials of a connected Unix socket channel.
+    static func of(_ channel: any Channel) -> EventLoopFuture<PeerCredentials> {
+        guard let provider = channel as? any SocketOptionProvider else {
+            return channel.eventLoop.makeFailedFuture(PeerCredentialsUnavailable())
+        }
+        // Must stay outside public/inlinable code: see the note in NIOCore's
+        // SocketOptionProvider about libc struct types across modules.
+        let credentials: EventLoopFuture<pst_peer_credentials> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        return credentials.map { PeerCredentials(pid: $0.pid, uid: $0.uid, gid: $0.gid) }
+    }
+}
+
+struct PeerCredentialsUnavailable: Error, CustomStringConvertible {
+    var description: String { "the connection is not a Unix socket; its peer cannot be identified" }
+}
+
+/// A whole small file (procfs, sysfs), read with one read(2).
+func readSmallFile(_ path: String) throws -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw SystemError(errno: errno) }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    guard count >= 0 else { throw SystemError(errno: errno) }
+    return String(decoding: buffer[0..<count], as: UTF8.self)
+}
+
+struct SystemError: Error, CustomStringConvertible {
+    var errno: Int32
+    var description: String { String(cString: strerror(errno)) }
+}

@@ -1,0 +1,67 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Answers a request the HTTP parser rejected with `400` (or `431` for
+/// oversized headers) in the JSON envelope, then lets the connection close.
+/// NIO's own `HTTPServerProtocolErrorHandler` does the same with an empty body.
+final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let logger: Logger
+    private var responseInProgress = false
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parserError = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        logger.info("malformed HTTP request: \(parserError)")
+        // Only when no other answer is half written; the decoder closes the
+        // connection right after this returns, so nothing may be deferred.
+        if !responseInProgress {
+            let response = parserError == .headerOverflow ? JSONResponse.headersTooLarge : JSONResponse.badRequest
+            response.write(to: context, keepAlive: false)
+        }
+        context.fireErrorCaught(error)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head) where head.status.code >= 200: responseInProgress = true
+        case .end: responseInProgress = false
+        default: break
+        }
+        context.write(data, promise: promise)
+    }
+}
+
+/// Closes the connection on any error that reaches the end of the pipeline,
+/// so a broken peer never leaves a half-open connection behind.
+final class CloseOnErrorHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    private let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if !(error is HTTPParserError) {
+            logger.debug("closing a connection after: \(error)")
+        }
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,168 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+import PersistentStorage
+
+/// One session: an upgraded `/ws` connection.
+///
+/// It sends `loop` at once, registers with the controller (which sends the
+/// `storage` events), answers `ping` events and WebSocket pings, and keeps a
+/// heartbeat: a peer that does not answer a ping within half the interval is
+/// dropped, so a frozen client cannot keep the storage writable.
+final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let controller: RemountController
+    private let peer: PeerCredentials
+    private let heartbeat: Duration
+    private let logger: Logger
+    private var heartbeatTask: RepeatedTask?
+    private var pongDeadline: Scheduled<Void>?
+
+    init(controller: RemountController, peer: PeerCredentials, heartbeat: Duration, logger: Logger) {
+        self.controller = controller
+        self.peer = peer
+        self.heartbeat = heartbeat
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        // Written before the session is registered, so it always comes first.
+        context.writeAndFlush(wrapOutboundOut(.text(StorageEvent.loop.encodedText(), allocator: context.channel.allocator)), promise: nil)
+        startHeartbeat(context: context)
+        runSession(on: context.channel)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        heartbeatTask?.cancel()
+        pongDeadline?.cancel()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text:
+            receiveEvent(frame.unmaskedData, context: context)
+        case .binary:
+            logger.info("a binary frame ends the session (\(peer))")
+            close(context: context, code: .unacceptableData)
+        case .connectionClose:
+            // Echo the peer's code, as RFC 6455 asks, then hang up.
+            var data = frame.unmaskedData
+            let code = data.readWebSocketErrorCode() ?? .normalClosure
+            close(context: context, code: code)
+        case .ping:
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+        case .pong:
+            pongDeadline?.cancel()
+            pongDeadline = nil
+        default:
+            break  // Continuations are joined by the aggregator before this handler.
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.info("session error (\(peer)): \(error)")
+        context.close(promise: nil)
+    }
+
+    private func receiveEvent(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        let event: StorageEvent
+        do {
+            event = try StorageEvent(decoding: bytes.readableBytesView)
+        } catch {
+            logger.info("ignoring a frame from \(peer): \(error)")
+            return
+        }
+        switch event {
+        case .ping:
+            context.writeAndFlush(wrapOutboundOut(.text(StorageEvent.pong.encodedText(), allocator: context.channel.allocator)), promise: nil)
+        default:
+            logger.info("ignoring an event of type '\(event.eventType)' from \(peer)")
+        }
+    }
+
+    private func close(context: ChannelHandlerContext, code: WebSocketErrorCode) {
+        var data = context.channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: code)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+            .whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    // MARK: - Heartbeat
+
+    private func startHeartbeat(context: ChannelHandlerContext) {
+        guard heartbeat > .zero else { return }
+        let interval = TimeAmount(heartbeat)
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let channel = context.channel
+        heartbeatTask = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            loopBound.value.sendHeartbeat(on: channel)
+        }
+    }
+
+    private func sendHeartbeat(on channel: any Channel) {
+        // One ping at a time: its deadline is shorter than the interval.
+        guard pongDeadline == nil else { return }
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .ping, data: channel.allocator.buffer(capacity: 0)), promise: nil)
+        let logger = logger
+        let peer = peer
+        let timeout = heartbeat / 2
+        pongDeadline = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+            // Like the reference: no close frame, the peer is not listening anyway.
+            logger.warning("no pong within \(timeout); dropping the session of \(peer)")
+            channel.close(promise: nil)
+        }
+    }
+
+    // MARK: - Session lifetime
+
+    /// Registers with the controller, then unregisters when the connection
+    /// closes, in that order even when the peer hangs up at once.
+    private func runSession(on channel: any Channel) {
+        let controller = controller
+        let peer = peer
+        let logger = logger
+        let connection = ChannelSessionConnection(channel: channel)
+        Task {
+            guard let id = await controller.sessionDidOpen(connection) else {
+                logger.warning("refused a session from \(peer): too many sessions, or shutting down")
+                connection.close(code: .policyViolation)
+                return
+            }
+            logger.info("session \(id) opened: \(peer)")
+            try? await channel.closeFuture.get()
+            await controller.sessionDidClose(id)
+            logger.info("session \(id) closed: \(peer)")
+        }
+    }
+}
+
+/// The controller's view of a session's connection.
+struct ChannelSessionConnection: SessionConnection {
+    let channel: any Channel
+
+    func send(_ status: StorageStatus) {
+        channel.writeAndFlush(WebSocketFrame.text(StorageEvent.storage(status).encodedText(), allocator: channel.allocator), promise: nil)
+    }
+
+    func close() {
+        close(code: .goingAway)
+    }
+
+    func close(code: WebSocketErrorCode) {
+        var data = channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: code)
+        let channel = channel
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
+            .whenComplete { _ in channel.close(promise: nil) }
+    }
+}
+
+extension WebSocketFrame {
+    static func text(_ text: String, allocator: ByteBufferAllocator) -> WebSocketFrame {
+        WebSocketFrame(fin: true, opcode: .text, data: allocator.buffer(string: text))
+    }
+}

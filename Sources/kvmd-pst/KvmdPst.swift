@@ -1,0 +1,101 @@
+import ArgumentParser
+import Logging
+import PersistentStorageDaemon
+import PersistentStorageMount
+
+/// `kvmd-pst`: the persistent-storage daemon. Parses options, then hands
+/// over to ``PersistentStorageDaemon``.
+@main
+struct KvmdPst: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvmd-pst",
+        abstract: "Keeps the PiKVM persistent storage read-only except while a client holds a session.")
+
+    @Option(name: .long, help: ArgumentHelp("Read the pst: section of this kvmd-style YAML file; options given here win.", valueName: "file"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("The Unix socket to listen on (default \(DaemonConfiguration.defaultSocketPath)).", valueName: "path"))
+    var socket: String?
+
+    @Option(name: .long, help: ArgumentHelp("The socket's file mode, octal (default 0660).", valueName: "mode"))
+    var socketMode: String?
+
+    @Option(name: .long, help: ArgumentHelp("The socket's group; its members may use the daemon (default \(DaemonConfiguration.conventionalSocketGroup) if it exists; \"\" for none).", valueName: "group"))
+    var socketGroup: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds between WebSocket pings; 0 turns them off (default 15).", valueName: "seconds"))
+    var heartbeat: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds between attempts to remount read-only while it is busy (default 10).", valueName: "seconds"))
+    var roRetriesDelay: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds clients get at shutdown before the remount to read-only (default 3).", valueName: "seconds"))
+    var roCleanupDelay: String?
+
+    @Option(name: .long, help: ArgumentHelp("Remount by running this command, {mode} replaced by rw or ro (split on spaces), instead of in-process.", valueName: "command"))
+    var remountCommand: String?
+
+    @Option(name: .long, help: ArgumentHelp("The fstab that names the partition (default /etc/fstab).", valueName: "path"))
+    var fstab: String?
+
+    @Option(name: .long, help: ArgumentHelp("What clients get as the data path: 'data' (ROOT/data) or 'root' (ROOT).", valueName: "layout"))
+    var dataLayout: String?
+
+    @Option(name: .long, help: ArgumentHelp("The most sessions open at once (default 100).", valueName: "count"))
+    var maxSessions: Int?
+
+    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
+    var logLevel: String = "info"
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingSystem.bootstrap { _ in KvmdLogHandler(logLevel: level) }
+        let logger = Logger(label: "kvmd-pst")
+
+        let configuration: DaemonConfiguration
+        do {
+            configuration = try makeConfiguration()
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(2)
+        }
+        do {
+            try await PersistentStorageDaemon(configuration: configuration, logger: logger).runUntilTerminated()
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    /// Defaults, then the file, then the command line.
+    private func makeConfiguration() throws(DaemonConfigurationError) -> DaemonConfiguration {
+        var configuration = DaemonConfiguration()
+        configuration.socketGroup = DaemonConfiguration.defaultSocketGroup
+        if let config {
+            configuration.apply(try KvmdConfigurationFile.read(path: config))
+        }
+        var flags = ConfigurationOverrides()
+        flags.socketPath = socket
+        flags.socketMode = try socketMode.map { text throws(DaemonConfigurationError) in
+            do { return try ConfigurationValue.octalMode(text) } catch { throw DaemonConfigurationError("--socket-mode: \(error)") }
+        }
+        flags.socketGroup = socketGroup
+        flags.heartbeat = try heartbeat.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--heartbeat") }
+        flags.readOnlyRetryDelay = try roRetriesDelay.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--ro-retries-delay") }
+        flags.readOnlyCleanupDelay = try roCleanupDelay.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--ro-cleanup-delay") }
+        flags.remountCommand = remountCommand.map(ConfigurationValue.commandLine)
+        flags.fstabPath = fstab
+        flags.dataLayout = try dataLayout.map { text throws(DaemonConfigurationError) in
+            guard let layout = DataLayout(rawValue: text) else {
+                throw DaemonConfigurationError("--data-layout: '\(text)' is neither 'data' nor 'root'")
+            }
+            return layout
+        }
+        flags.maxSessions = maxSessions
+        configuration.apply(flags)
+        try configuration.validate()
+        return configuration
+    }
+}

@@ -1,0 +1,40 @@
+import Glibc
+import PersistentStorageMount
+import Testing
+@testable import PersistentStorageDaemon
+
+@Suite("Remounting through an external command")
+struct CommandRemounterTests {
+    @Test("{mode} is replaced by rw or ro in every argument")
+    func modePlaceholder() {
+        let remounter = CommandRemounter(arguments: ["helper", "{mode}", "--mode={mode}"])
+        #expect(remounter.commandLine(for: .readWrite) == ["helper", "rw", "--mode=rw"])
+        #expect(remounter.commandLine(for: .readOnly) == ["helper", "ro", "--mode=ro"])
+    }
+
+    @Test("exit status 0 is success")
+    func success() async throws {
+        try await CommandRemounter(arguments: ["sh", "-c", "test \"$0\" = ro", "{mode}"]).remount(to: .readOnly)
+    }
+
+    @Test("a non-zero exit is a failure whose reason is the command's stderr")
+    func failureCarriesStandardError() async {
+        let remounter = CommandRemounter(arguments: ["sh", "-c", "echo \"cannot remount $0: busy\" >&2; exit 3", "{mode}"])
+        await #expect {
+            try await remounter.remount(to: .readOnly)
+        } throws: { error in
+            guard let error = error as? RemountCommandError else { return false }
+            return error.outcome == .exited(status: 3) && error.standardError == "cannot remount ro: busy"
+                && error.description.contains("cannot remount ro: busy")
+        }
+    }
+
+    @Test("a command that does not exist is a failure that says so")
+    func missingCommand() async {
+        await #expect {
+            try await CommandRemounter(arguments: ["/nonexistent/kvmd-helper", "{mode}"]).remount(to: .readWrite)
+        } throws: { error in
+            (error as? RemountCommandError)?.outcome == .couldNotStart(errno: ENOENT)
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Glibc
+import PersistentStorageMount
+import PersistentStorageTestSupport
+import Testing
+
+@Suite("How the daemon is deployed: remount helper, systemd", .serialized)
+struct DeploymentTests {
+    static var helperIsBuilt: Bool {
+        RealMounts.enabled && FileManager.default.isExecutableFile(atPath: BuiltProducts.path(of: "kvmd-helper-pst-remount"))
+    }
+
+    @Test("--remount-command runs the helper with {mode}, like the reference's remount_cmd", .enabled(if: helperIsBuilt))
+    func remountThroughHelper() async throws {
+        try await withStorageFixture { fixture in
+            let command = "\(BuiltProducts.path(of: "kvmd-helper-pst-remount")) {mode} --fstab \(fixture.fstabPath)"
+            try await withDaemonTestBedOn(fixture, arguments: ["--remount-command", command]) { bed in
+                #expect(try bed.remounts() == (rw: 1, ro: 1, failed: 0))
+                let session = try bed.openSession()
+                #expect(DaemonTestBed.writeAllowed(in: try DaemonTestBed.nextStorageEvent(on: session)) == true)
+                #expect(fixture.state == .readWrite)
+                session.close()
+                #expect(await eventually { fixture.state == .readOnly })
+            }
+        }
+    }
+
+    @Test("a failing remount command's stderr is the reason shown in /state", .enabled(if: RealMounts.enabled))
+    func failingCommand() async throws {
+        try await withStorageFixture { fixture in
+            let script = fixture.directory + "/refuse.sh"
+            try "#!/bin/sh\necho \"sudo: a password is required ($1)\" >&2\nexit 1\n".write(toFile: script, atomically: true, encoding: .utf8)
+            chmod(script, 0o755)
+            try await withDaemonTestBedOn(fixture, arguments: ["--remount-command", "\(script) {mode}"]) { bed in
+                let session = try bed.openSession()
+                #expect(DaemonTestBed.writeAllowed(in: try DaemonTestBed.nextStorageEvent(on: session)) == false)
+                let error = try #require(bed.state()["error"] as? String)
+                #expect(error.contains("sudo: a password is required (rw)"), "\(error)")
+                #expect(bed.daemon.isRunning)
+            }
+        }
+    }
+
+    @Test("READY=1 once listening and STOPPING=1 on shutdown go to NOTIFY_SOCKET", .enabled(if: RealMounts.enabled))
+    func systemdNotification() async throws {
+        try await withStorageFixture { fixture in
+            let receiver = try DatagramReceiver(path: fixture.directory + "/notify")
+            try await withDaemonTestBedOn(fixture, environment: ["NOTIFY_SOCKET": receiver.path]) { bed in
+                let ready = try #require(receiver.receive(timeout: .seconds(5)))
+                #expect(ready.contains("READY=1"), "\(ready)")
+                bed.daemon.terminate()
+                var stopping = false
+                while !stopping, let message = receiver.receive(timeout: .seconds(5)) {
+                    stopping = message.contains("STOPPING=1")
+                }
+                #expect(stopping)
+                #expect(try await bed.daemon.waitForExit() == 0)
+            }
+        }
+    }
+}
+
+/// Like ``withDaemonTestBed(fixture:arguments:_:)`` on an existing fixture.
+func withDaemonTestBedOn<T>(
+    _ fixture: StorageFixture, arguments extra: [String] = [], environment: [String: String] = [:],
+    _ body: (DaemonTestBed) async throws -> T
+) async throws -> T {
+    let directory = try makeSocketDirectory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let socketPath = directory + "/pst.sock"
+    return try await withDaemonProcess(
+        arguments: DaemonTestBed.arguments(fixture: fixture, socketPath: socketPath, extra: extra),
+        socketPath: socketPath, environment: environment
+    ) { daemon in
+        do {
+            return try await body(DaemonTestBed(fixture: fixture, daemon: daemon, socketPath: socketPath))
+        } catch {
+            Issue.record("daemon log:\n\(daemon.log)")
+            throw error
+        }
+    }
+}
+
+/// A bound Unix datagram socket standing in for systemd's notify socket.
+final class DatagramReceiver {
+    let path: String
+    private let fd: Int32
+
+    init(path: String) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(fd >= 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if result != 0 { close(fd) }
+        try #require(result == 0, "bind \(path): \(String(cString: strerror(errno)))")
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+
+    /// The next datagram as text, or nil after `timeout`.
+    func receive(timeout: Duration) -> String? {
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&descriptor, 1, Int32(timeout.components.seconds * 1000)) == 1 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : nil
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Glibc
+import PersistentStorageTestSupport
+import Testing
+
+/// `kvmd-pstrun` against a real `kvmd-pst` on a real loop-mounted image.
+@Suite("kvmd-pstrun against a real daemon", .serialized, .enabled(if: RealMounts.enabled), .timeLimit(.minutes(1)))
+struct RealDaemonRunTests {
+    private static let example = URL(filePath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appending(path: "Examples/test.sh").path(percentEncoded: false)
+
+    @Test("the PST document's example runs, writes to KVMD_PST_DATA, logs like the reference, and the storage is RO after")
+    func documentExample() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            #expect(fixture.state == .readOnly)
+            let run = try RunningPstRun(socketPath: daemon.socketPath, command: [Self.example, "--some", "--script", "--args"])
+            let finished = await run.finish()
+            #expect(finished.status == 0)
+            #expect(finished.standardOutput.hasSuffix(" + --some --script --args\n"))
+            let written = try String(contentsOfFile: fixture.dataPath + "/foo", encoding: .utf8)
+            #expect(written == finished.standardOutput)
+            #expect(finished.standardError.components(separatedBy: "\n").filter { !$0.isEmpty } == [
+                "--    INFO -- Opening PST session ...",
+                "--    INFO -- PST write is allowed: \(fixture.dataPath)",
+                "--    INFO -- Running the process ...",
+                "--    INFO -- Process finished: returncode=0",
+            ])
+            #expect(await eventually { fixture.state == .readOnly })
+        }
+    }
+
+    @Test("the script's exit status is passed on", arguments: [
+        ("exit 3", Int32(3)), ("kill -KILL $$", 128 + SIGKILL), ("exit 0", 0),
+    ])
+    func exitStatus(script: String, status: Int32) async throws {
+        try await withStorageDaemon { _, daemon in
+            let run = try RunningPstRun(socketPath: daemon.socketPath, command: ["/bin/sh", "-c", script])
+            #expect(await run.finish().status == status)
+        }
+    }
+
+    @Test("stdin reaches the script, which runs in its own process group")
+    func stdinAndProcessGroup() async throws {
+        try await withStorageDaemon { _, daemon in
+            let run = try RunningPstRun(
+                socketPath: daemon.socketPath,
+                command: ["/bin/sh", "-c", #"read line; echo "$line"; ps -o pgid= -p $$ | tr -d ' '; ps -o pgid= -p $PPID | tr -d ' '"#]
+            )
+            run.write("typed input\n")
+            let lines = await run.finish().standardOutput.split(separator: "\n")
+            #expect(lines.first == "typed input")
+            #expect(lines.count == 3 && lines[1] != lines[2])
+        }
+    }
+
+    @Test("a missing command is 127 and the script never ran")
+    func missingCommand() async throws {
+        try await withStorageDaemon { _, daemon in
+            let finished = await (try RunningPstRun(socketPath: daemon.socketPath, command: ["/nonexistent/cmd"])).finish()
+            #expect(finished.status == 127)
+            #expect(!finished.standardError.contains("Traceback"))
+        }
+    }
+
+    @Test("a daemon that is not there is exit status 1 with one clear line")
+    func noDaemon() async throws {
+        let finished = await (try RunningPstRun(socketPath: "/nonexistent/pst.sock", command: ["true"])).finish()
+        #expect(finished.status == 1)
+        #expect(finished.standardError.contains("ERROR -- no PST daemon at /nonexistent/pst.sock"))
+    }
+
+    @Test("the daemon killed mid-script: the script is killed within 2 s and the status is non-zero")
+    func daemonDeathKillsScript() async throws {
+        try await withStorageDaemon { _, daemon in
+            // The script ignores SIGTERM, so only the SIGKILL after the grace period ends it.
+            let run = try RunningPstRun(
+                socketPath: daemon.socketPath,
+                command: ["/bin/sh", "-c", "trap '' TERM; echo started; while :; do sleep 0.1; done"]
+            )
+            #expect(await run.waitForOutputLine("started"))
+            let killed = ContinuousClock.now
+            daemon.terminate(signal: SIGKILL)
+            let finished = await run.finish()
+            #expect(ContinuousClock.now - killed < .seconds(2))
+            #expect(finished.status != 0)
+            #expect(finished.standardError.contains("revoked"))
+        }
+    }
+
+    @Test("SIGTERM to kvmd-pstrun is passed on to the script, and the storage is RO after")
+    func sigtermForwarded() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let run = try RunningPstRun(
+                socketPath: daemon.socketPath,
+                command: ["/bin/sh", "-c", "trap 'echo got-term; exit 9' TERM; echo started; while :; do sleep 0.1; done"]
+            )
+            #expect(await run.waitForOutputLine("started"))
+            kill(run.process.processIdentifier, SIGTERM)
+            let finished = await run.finish()
+            #expect(finished.status == 9)
+            #expect(finished.standardOutput.contains("got-term"))
+            #expect(await eventually { fixture.state == .readOnly })
+        }
+    }
+
+    @Test("interactive: two runs in one terminal both read typed input, and ^C reaches the script only")
+    func interactiveUnderPseudoTerminal() async throws {
+        try await withStorageDaemon { _, daemon in
+            let pstrun = BuiltProducts.path(of: "kvmd-pstrun") + " --socket " + daemon.socketPath
+            let session = """
+                \(pstrun) -- sh -c 'read x; echo READ1=$x'; \
+                \(pstrun) -- sh -c 'read y; echo READ2=$y'; \
+                \(pstrun) -- sh -c 'trap "echo GOTINT; exit 7" INT; echo ready; while :; do sleep 0.1; done'; \
+                echo PSTRUN=$?
+                """
+            // `script` gives the commands a pseudo-terminal whose foreground group
+            // is theirs; what is written to its stdin arrives as typed keys. The
+            // pauses only pace the typing; each line is read whenever it arrives.
+            let typing = "sleep 2; echo first; sleep 2; echo second; sleep 2; printf '\\003'; sleep 1"
+            let result = try SystemCommand.execute(
+                ["/bin/sh", "-c", "(\(typing)) | script -qfec \"$0\" /dev/null", session]
+            )
+            #expect(result.standardOutput.contains("READ1=first"))
+            #expect(result.standardOutput.contains("READ2=second"))
+            #expect(result.standardOutput.contains("GOTINT"))
+            #expect(result.standardOutput.contains("PSTRUN=7"))
+        }
+    }
+}

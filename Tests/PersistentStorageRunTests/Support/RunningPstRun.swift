@@ -1,0 +1,74 @@
+import Foundation
+import PersistentStorageTestSupport
+
+/// A `kvmd-pstrun` started by a test, with its output collected.
+final class RunningPstRun: @unchecked Sendable {
+    // @unchecked: Process and the pipes are only touched through their
+    // thread-safe calls (run, isRunning, terminate, readDataToEndOfFile).
+    let process = Process()
+    private let output = Pipe()
+    private let errors = Pipe()
+    private let input = Pipe()
+
+    init(socketPath: String, command: [String], options: [String] = []) throws {
+        process.executableURL = URL(filePath: BuiltProducts.path(of: "kvmd-pstrun"))
+        process.arguments = ["--socket", socketPath] + options + ["--"] + command
+        process.standardOutput = output
+        process.standardError = errors
+        process.standardInput = input
+        try SystemCommand.launch(process)
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    func write(_ text: String) {
+        input.fileHandleForWriting.write(Data(text.utf8))
+        try? input.fileHandleForWriting.close()
+    }
+
+    /// Reads stdout until a line equal to `line` arrives, so a test can wait
+    /// for the script to reach a point instead of sleeping. Reads byte by byte
+    /// (on a thread: the read blocks) so nothing after that line is consumed.
+    func waitForOutputLine(_ line: String) async -> Bool {
+        let descriptor = output.fileHandleForReading.fileDescriptor
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            Thread.detachNewThread {
+                var pending: [UInt8] = []
+                var byte: UInt8 = 0
+                while read(descriptor, &byte, 1) == 1 {
+                    if byte == UInt8(ascii: "\n") {
+                        if String(decoding: pending, as: UTF8.self) == line { return continuation.resume(returning: true) }
+                        pending = []
+                    } else {
+                        pending.append(byte)
+                    }
+                }
+                continuation.resume(returning: false)
+            }
+        }
+    }
+
+    struct Finished: Sendable {
+        var status: Int32
+        var standardOutput: String
+        var standardError: String
+    }
+
+    /// Waits for the exit (on a thread of its own: waitUntilExit blocks).
+    func finish() async -> Finished {
+        try? input.fileHandleForWriting.close()
+        let process = self.process
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                process.waitUntilExit()
+                continuation.resume()
+            }
+        }
+        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        let standardOutput = String(decoding: (try? output.fileHandleForReading.readToEnd()) ?? Data(), as: UTF8.self)
+        let standardError = String(decoding: (try? errors.fileHandleForReading.readToEnd()) ?? Data(), as: UTF8.self)
+        return Finished(status: status, standardOutput: standardOutput, standardError: standardError)
+    }
+}

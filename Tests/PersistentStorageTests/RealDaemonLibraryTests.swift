@@ -1,0 +1,115 @@
+import Foundation
+import Glibc
+import PersistentStorageTestSupport
+import Testing
+
+@testable import PersistentStorage
+
+/// `withWritableStorage` against a real `kvmd-pst` on a real loop-mounted image.
+@Suite("Library against a real daemon", .serialized, .enabled(if: RealMounts.enabled), .timeLimit(.minutes(1)))
+struct RealDaemonLibraryTests {
+    private func noSessionLeft(_ storage: PersistentStorage, _ fixture: StorageFixture) async -> Bool {
+        guard await eventually({ fixture.state == .readOnly }) else { return false }
+        let clients = try? await storage.state().clients
+        return clients == 0
+    }
+
+    @Test("the body's value is returned, the storage was writable meanwhile, and the session ends")
+    func returnsValue() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let clientsDuring = try await storage.withWritableStorage(subdirectory: "svc") { url in
+                try Data("hello".utf8).write(to: url.appending(path: "greeting"))
+                return try await storage.state().clients
+            }
+            #expect(clientsDuring == 1)
+            #expect(try String(contentsOfFile: fixture.dataPath + "/svc/greeting", encoding: .utf8) == "hello")
+            #expect(await noSessionLeft(storage, fixture))
+        }
+    }
+
+    @Test("the body's error is rethrown and the session ends")
+    func rethrowsAndCloses() async throws {
+        struct Failed: Error, Equatable {}
+        try await withStorageDaemon { fixture, daemon in
+            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            await #expect(throws: Failed()) {
+                try await storage.withWritableStorage { _ in throw Failed() }
+            }
+            #expect(await noSessionLeft(storage, fixture))
+        }
+    }
+
+    @Test("cancelling the caller cancels the body and ends the session")
+    func cancellationCloses() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let (started, startedSink) = AsyncStream<Void>.makeStream()
+            let task = Task {
+                try await storage.withWritableStorage { _ in
+                    startedSink.yield()
+                    try await Task.sleep(for: .seconds(60))
+                }
+            }
+            for await _ in started { break }
+            task.cancel()
+            await #expect(throws: CancellationError.self) { try await task.value }
+            #expect(await noSessionLeft(storage, fixture))
+        }
+    }
+
+    @Test("an external read-only remount cancels the body and throws a revocation")
+    func externalRemountRevokes() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            await #expect(throws: PersistentStorageError.revoked(.writeNoLongerAllowed)) {
+                try await storage.withWritableStorage { _ in
+                    _ = try SystemCommand.run(["mount", "-o", "remount,ro", fixture.mountPath])
+                    try await Task.sleep(for: .seconds(60))
+                }
+            }
+        }
+    }
+
+    @Test("the daemon dying cancels the body and throws a revocation")
+    func daemonDeathRevokes() async throws {
+        try await withStorageDaemon { _, daemon in
+            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let started = ContinuousClock.now
+            await #expect(throws: PersistentStorageError.revoked(.connectionClosed)) {
+                try await storage.withWritableStorage { _ in
+                    daemon.terminate(signal: SIGKILL)
+                    try await Task.sleep(for: .seconds(60))
+                }
+            }
+            #expect(ContinuousClock.now - started < .seconds(5))
+        }
+    }
+
+    @Test("a bad subdirectory is rejected without opening a session")
+    func badSubdirectory() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            await #expect(throws: PersistentStorageError.self) {
+                try await storage.withWritableStorage(subdirectory: "../escape") { _ in }
+            }
+            #expect(fixture.state == .readOnly)
+        }
+    }
+
+    @Test("a missing socket names the daemon; an unreadable one names the group")
+    func connectionErrors() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            await #expect(throws: PersistentStorageError.daemonNotRunning(socketPath: fixture.directory + "/absent.sock")) {
+                try await PersistentStorage(socketPath: fixture.directory + "/absent.sock").state()
+            }
+            // As an unprivileged user, the socket's 0660 mode keeps us out.
+            let result = try SystemCommand.execute(
+                ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                 BuiltProducts.path(of: "kvmd-pstrun"), "--socket", daemon.socketPath, "--", "true"]
+            )
+            #expect(result.status == 1)
+            #expect(result.standardError.contains("permission denied on \(daemon.socketPath)"))
+        }
+    }
+}
