@@ -39,20 +39,40 @@ if [ ! -x "$bin/kvmd-pst" ] || ! "$bin/kvmd-pst" --help >/dev/null 2>&1; then
 fi
 
 step "The daemon kvmd-pst serves the storage on $sock"
-"$bin/kvmd-pst" --socket "$sock" --fstab "$work/fstab" --socket-group root --ro-cleanup-delay 0 &
+"$bin/kvmd-pst" --socket "$sock" --fstab "$work/fstab" --socket-group root --ro-cleanup-delay 0 2>"$work/daemon.log" &
 daemon_pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
-state() { curl -s --unix-socket "$sock" http://localhost/state; echo; }
-if command -v curl >/dev/null; then state; fi
+state() { printf 'GET /state: %s\n' "$(curl -s --unix-socket "$sock" http://localhost/state)"; }
+echo "before any session:"
 show_mount
+state
 
 step "kvmd-pstrun runs the PST document's script while it holds a session"
-"$bin/kvmd-pstrun" --socket "$sock" -- bash "$PWD/Examples/test.sh" --some --script --args
+echo "\$ kvmd-pstrun -- Examples/test.sh --some --script --args"
+"$bin/kvmd-pstrun" --socket "$sock" -- "$PWD/Examples/test.sh" --some --script --args
+wait_read_only() {
+    for _ in $(seq 100); do
+        findmnt -no OPTIONS "$mnt" | grep -q '^ro' && return 0
+        sleep 0.05
+    done
+}
+wait_read_only
+echo "after the session:"
 show_mount
+state
+echo "what the script left in $mnt/data/foo:"
 cat "$mnt/data/foo"
+
+step "While a session is open the storage is read-write"
+"$bin/kvmd-pstrun" --socket "$sock" -- sh -c 'printf "during the session: %s\n" "$(findmnt -no OPTIONS "$1" | cut -d, -f1)"' sh "$mnt"
+wait_read_only
+echo "after it:"
+show_mount
 
 step "Stopping the daemon (SIGTERM): it leaves the storage read-only"
 kill -TERM "$daemon_pid"
 wait "$daemon_pid" || true
 daemon_pid=
 show_mount
+echo "the daemon's log:"
+sed 's/^/    /' "$work/daemon.log"
