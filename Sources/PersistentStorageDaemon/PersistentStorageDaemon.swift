@@ -94,6 +94,10 @@ public struct PersistentStorageDaemon: Service {
                 mountPath: location.mountPath, dataPath: dataPath,
                 readOnlyRetryDelay: configuration.readOnlyRetryDelay, maxSessions: configuration.maxSessions),
             remounter: remounter,
+            statusObserver: { status in
+                notifier.status(
+                    "\(status.clients) session(s), storage \(status.data.writeAllowed ? "read-write" : "read-only")")
+            },
             logger: logger)
 
         await controller.prepareStorage()

@@ -38,3 +38,23 @@ struct CommandRemounterTests {
         }
     }
 }
+
+@Suite("The remount command's time limit")
+struct CommandRemounterTimeoutTests {
+    @Test("A command that hangs is killed with everything it started, and the remount fails saying so")
+    func hangingCommandIsKilled() async throws {
+        // The grandchild `sleep` holds stderr open: only killing the group ends the read.
+        let remounter = CommandRemounter(
+            arguments: ["sh", "-c", "echo waiting >&2; sleep 30 & wait", "{mode}"], timeout: .milliseconds(300))
+        let started = ContinuousClock.now
+        do {
+            try await remounter.remount(to: .readOnly)
+            Issue.record("a hanging command must fail")
+        } catch let error as RemountCommandError {
+            #expect(error.outcome == .timedOut(after: .milliseconds(300)))
+            #expect(error.standardError == "waiting")
+            #expect(error.description.contains("did not finish within"))
+        }
+        #expect(ContinuousClock.now - started < .seconds(10))
+    }
+}

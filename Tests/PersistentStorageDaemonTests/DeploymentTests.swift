@@ -41,13 +41,21 @@ struct DeploymentTests {
         }
     }
 
-    @Test("READY=1 once listening and STOPPING=1 on shutdown go to NOTIFY_SOCKET", .enabled(if: RealMounts.enabled))
+    @Test("READY=1 once listening, STATUS= with the session count, and STOPPING=1 on shutdown go to NOTIFY_SOCKET", .enabled(if: RealMounts.enabled))
     func systemdNotification() async throws {
         try await withStorageFixture { fixture in
             let receiver = try DatagramReceiver(path: fixture.directory + "/notify")
             try await withDaemonTestBedOn(fixture, environment: ["NOTIFY_SOCKET": receiver.path]) { bed in
                 let ready = try #require(receiver.receive(timeout: .seconds(5)))
                 #expect(ready.contains("READY=1"), "\(ready)")
+                let session = try bed.openSession()
+                var status = ""
+                while !status.contains("STATUS=1 session(s), storage read-write"),
+                      let message = receiver.receive(timeout: .seconds(5)) {
+                    status = message
+                }
+                #expect(status == "STATUS=1 session(s), storage read-write")
+                session.close()
                 bed.daemon.terminate()
                 var stopping = false
                 while !stopping, let message = receiver.receive(timeout: .seconds(5)) {

@@ -35,6 +35,9 @@ actor RemountController {
     private let remounter: any StorageRemounter
     /// `MountTable.isWritable` outside tests.
     private let isWritable: @Sendable (String) -> Bool
+    /// Told whenever the status changes (systemd's `STATUS=` line).
+    private let statusObserver: (@Sendable (StorageStatus) -> Void)?
+    private var lastObservedStatus: StorageStatus?
     private let logger: Logger
 
     private var sessions: [SessionID: Session] = [:]
@@ -51,11 +54,13 @@ actor RemountController {
         settings: Settings,
         remounter: any StorageRemounter,
         isWritable: @escaping @Sendable (String) -> Bool = { MountTable.isWritable($0) },
+        statusObserver: (@Sendable (StorageStatus) -> Void)? = nil,
         logger: Logger
     ) {
         self.settings = settings
         self.remounter = remounter
         self.isWritable = isWritable
+        self.statusObserver = statusObserver
         self.logger = logger
     }
 
@@ -256,6 +261,10 @@ actor RemountController {
     private func publish() {
         guard !isShuttingDown else { return }
         let status = status
+        if let statusObserver, status != lastObservedStatus {
+            lastObservedStatus = status
+            statusObserver(status)
+        }
         for (id, session) in sessions where session.isServed && session.lastSent != status {
             session.connection.send(status)
             sessions[id]?.lastSent = status

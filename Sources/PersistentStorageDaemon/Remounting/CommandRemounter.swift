@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import PersistentStorageMount
+import Synchronization
 
 /// Why the remount command failed.
 public struct RemountCommandError: Error, Equatable, CustomStringConvertible {
@@ -8,6 +9,7 @@ public struct RemountCommandError: Error, Equatable, CustomStringConvertible {
         case couldNotStart(errno: Int32)
         case exited(status: Int32)
         case killed(signal: Int32)
+        case timedOut(after: Duration)
     }
 
     public var command: [String]
@@ -25,6 +27,8 @@ public struct RemountCommandError: Error, Equatable, CustomStringConvertible {
             return "the remount command '\(commandLine)' failed with exit status \(status)\(reason)"
         case .killed(let signal):
             return "the remount command '\(commandLine)' was killed by signal \(signal)\(reason)"
+        case .timedOut(let limit):
+            return "the remount command '\(commandLine)' did not finish within \(limit) and was killed\(reason)"
         }
     }
 }
@@ -40,12 +44,20 @@ public struct RemountCommandError: Error, Equatable, CustomStringConvertible {
 public struct CommandRemounter: StorageRemounter {
     public static let modePlaceholder = "{mode}"
 
+    /// A remount takes milliseconds; a command that takes this long is stuck
+    /// (sudo waiting for a password, a hung helper) and would block every
+    /// later remount, so it is killed and counted as a failure.
+    public static let defaultTimeout: Duration = .seconds(60)
+
     /// The argument vector; the first element is looked up in `PATH`.
     public var arguments: [String]
+    /// How long the command may run before it and its process group are killed.
+    public var timeout: Duration
 
-    public init(arguments: [String]) {
+    public init(arguments: [String], timeout: Duration = CommandRemounter.defaultTimeout) {
         precondition(!arguments.isEmpty, "a remount command needs at least the program")
         self.arguments = arguments
+        self.timeout = timeout
     }
 
     /// The argument vector for one mode.
@@ -55,7 +67,11 @@ public struct CommandRemounter: StorageRemounter {
 
     public func remount(to mode: RemountMode) async throws {
         let command = commandLine(for: mode)
-        let result = try await runBlocking { try ChildProcess.run(command) }
+        let timeout = timeout
+        let result = try await runBlocking { try ChildProcess.run(command, timeout: timeout) }
+        if result.timedOut {
+            throw RemountCommandError(command: command, outcome: .timedOut(after: timeout), standardError: result.standardError)
+        }
         switch result.termination {
         case .exited(0): return
         case .exited(let status):
@@ -76,11 +92,17 @@ enum ChildProcess {
     struct Result {
         var termination: Termination
         var standardError: String
+        /// The command ran out of time and was killed.
+        var timedOut: Bool
     }
 
     /// Blocks until the command has exited. stdin is /dev/null, stdout is
     /// inherited (it goes to the daemon's log), stderr is captured.
-    static func run(_ command: [String]) throws(RemountCommandError) -> Result {
+    ///
+    /// The command runs in a process group of its own, so that when it runs
+    /// out of time everything it started (sudo's child, say) is killed with
+    /// it and nothing keeps the stderr pipe open.
+    static func run(_ command: [String], timeout: Duration) throws(RemountCommandError) -> Result {
         guard let (readEnd, writeEnd) = makeCloseOnExecPipe() else {
             throw RemountCommandError(command: command, outcome: .couldNotStart(errno: errno), standardError: "")
         }
@@ -103,7 +125,8 @@ enum ChildProcess {
         var noSignalsBlocked = sigset_t()
         sigemptyset(&noSignalsBlocked)
         posix_spawnattr_setsigmask(&attributes, &noSignalsBlocked)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
 
         var cArguments: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
         defer { cArguments.forEach { free($0) } }
@@ -112,6 +135,19 @@ enum ChildProcess {
         close(writeEnd)
         guard spawnResult == 0 else {
             throw RemountCommandError(command: command, outcome: .couldNotStart(errno: spawnResult), standardError: "")
+        }
+
+        // The watchdog may signal the group only while the child is not yet
+        // reaped (its pid cannot be reused before that): both sides take the lock.
+        let watchdog = Mutex((reaped: false, fired: false))
+        let childGroup = pid
+        let deadline = DispatchTime.now() + .nanoseconds(Int(timeout / .nanoseconds(1)))
+        DispatchQueue.global().asyncAfter(deadline: deadline) {
+            watchdog.withLock { state in
+                guard !state.reaped else { return }
+                state.fired = true
+                kill(-childGroup, SIGKILL)
+            }
         }
 
         var captured: [UInt8] = []
@@ -123,12 +159,19 @@ enum ChildProcess {
             // Keep the start of the message; a runaway command must not fill memory.
             if captured.count < 16384 { captured.append(contentsOf: buffer[0..<count]) }
         }
+        // Wait without reaping, so the watchdog can still signal safely.
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
+        let timedOut = watchdog.withLock { state in
+            state.reaped = true
+            return state.fired
+        }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
 
         let text = String(decoding: captured, as: UTF8.self).trimmingWhitespace()
         // WIFEXITED / WEXITSTATUS / WTERMSIG are macros Swift cannot import.
         let termination: Termination = (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
-        return Result(termination: termination, standardError: text)
+        return Result(termination: termination, standardError: text, timedOut: timedOut)
     }
 }
