@@ -11,6 +11,9 @@ command -v setpriv >/dev/null || missing+=(util-linux)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v script >/dev/null || missing+=(bsdutils)
 command -v curl >/dev/null || missing+=(curl)
+# The example tests check the deployment files with the tools a PiKVM reads them with.
+command -v visudo >/dev/null || missing+=(sudo)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
