@@ -97,8 +97,11 @@ public final class RawUnixSocketClient {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
+        // A class whose init throws after every property is set still runs
+        // deinit: the descriptor is closed once, here, and marked as such so
+        // deinit does not close a number another thread has reused.
         guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            Glibc.close(fd)
+            close()
             throw RawSocketError.system(call: "connect \(path)", errno: ENAMETOOLONG)
         }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
@@ -109,7 +112,7 @@ public final class RawUnixSocketClient {
         }
         guard result == 0 else {
             let code = errno
-            Glibc.close(fd)
+            close()
             throw RawSocketError.system(call: "connect \(path)", errno: code)
         }
     }

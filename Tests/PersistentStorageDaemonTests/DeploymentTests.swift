@@ -104,7 +104,7 @@ final class DatagramReceiver {
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        if result != 0 { close(fd) }
+        // On failure deinit closes the descriptor (it runs for a class whose init throws).
         try #require(result == 0, "bind \(path): \(String(cString: strerror(errno)))")
     }
 

@@ -21,6 +21,8 @@ struct SessionWireTests {
             let reply = try session.readFrame()
             #expect(reply?.opcode == RawWebSocketFrame.close)
             #expect(await eventually { bed.fixture.state == .readOnly })
+            // The kernel shows RO a moment before the daemon counts the remount.
+            _ = try await eventually { try bed.remounts().ro == 2 }
             let counters = try bed.remounts()
             #expect(counters.rw == 2 && counters.ro == 2 && counters.failed == 0)
         }
@@ -61,6 +63,8 @@ struct SessionWireTests {
             for session in sessions { session.close() }
             #expect(await eventually { bed.fixture.state == .readOnly })
             #expect(try await eventually { try bed.clients() == 0 })
+            // The kernel shows RO a moment before the daemon counts the remount.
+            _ = try await eventually { try bed.remounts().ro - before.ro >= 1 }
             let after = try bed.remounts()
             #expect(after.rw - before.rw == 1)
             #expect(after.ro - before.ro == 1)

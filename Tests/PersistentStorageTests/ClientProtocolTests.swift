@@ -147,7 +147,7 @@ struct ClientProtocolTests {
                 try await session.send(.storage(writeAllowed: false, path: dataPath))
                 try await session.untilClientCloses()
             }) { socketPath in
-                try await PersistentStorage(socketPath: socketPath, timeout: .milliseconds(300)).withWritableStorage { _ in }
+                try await PersistentStorage(socketPath: socketPath, timeout: .seconds(1)).withWritableStorage { _ in }
             }
         }
     }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOWebSocket
 
 /// Answers a request the HTTP parser rejected with `400` (or `431` for
 /// oversized headers) in the JSON envelope, then lets the connection close.
@@ -59,6 +60,10 @@ final class CloseOnErrorHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A refused or malformed WebSocket handshake is reported here, but
+        // NIO then hands the request to the HTTP handler, which answers it
+        // (403, 503, 400): closing now would cut that answer off.
+        if error is NIOWebSocketUpgradeError { return }
         if !(error is HTTPParserError) {
             logger.debug("closing a connection after: \(error)")
         }
