@@ -1,5 +1,5 @@
 # The two commands the README starts with, and a few more.
-.PHONY: demo test build clean
+.PHONY: demo test docs bench bench-smoke build clean
 
 # The whole thing end to end on a demo PST image (root).
 demo:
@@ -8,6 +8,19 @@ demo:
 # Every test, including the real loop-device and mount tests (root).
 test:
 	bash Scripts/test.sh
+
+# The DocC documentation of the PersistentStorage library; a broken link fails it.
+docs:
+	bash Scripts/docs.sh
+
+# Benchmarks against the kernel's own remount and spawn times (root; minutes,
+# release build); bench-smoke runs every figure with small counts in seconds.
+# See Documentation/Benchmarks.md.
+bench:
+	bash Scripts/bench.sh
+
+bench-smoke:
+	bash Scripts/bench.sh --smoke
 
 build:
 	bash Scripts/install-deps.sh

@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // `make docs`: the DocC catalog of PersistentStorage (a plugin only; nothing links it).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // The only place that imports libmount's C API.
@@ -101,6 +103,23 @@ let package = Package(
             ]
         ),
 
+        // Examples/SettingsService: keeps a JSON settings file in the PST with `withWritableStorage`.
+        .executableTarget(
+            name: "SettingsService",
+            dependencies: ["PersistentStorage"],
+            path: "Examples/SettingsService"
+        ),
+
+        // `make bench`: a real daemon on a real loop device, against the kernel's own costs.
+        .executableTarget(
+            name: "pst-bench",
+            dependencies: [
+                "PersistentStorage", "PersistentStorageMount", "PersistentStorageTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/pst-bench"
+        ),
+
         .testTarget(
             name: "PersistentStorageMountTests",
             dependencies: ["PersistentStorageMount", "PersistentStorageTestSupport"]
@@ -125,6 +144,24 @@ let package = Package(
         .testTarget(
             name: "PersistentStorageRunTests",
             dependencies: ["PersistentStorageRun", "PersistentStorage", "PersistentStorageTestSupport"]
+        ),
+        // Faults injected for real, hostile input, fuzzing and a soak (issue 7).
+        .testTarget(
+            name: "ReliabilityTests",
+            dependencies: [
+                "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageMount",
+                "PersistentStorageTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Every example against a real daemon, the deployment files, and the docs against `--help`.
+        .testTarget(
+            name: "ExamplesTests",
+            dependencies: ["PersistentStorageMount", "PersistentStorageTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -9,6 +9,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/pst-data-path.sh"
+if [ $# -ne 2 ] || [ ! -d "$1" ]; then
+    echo "usage: $0 SOURCE_DIR NAME" >&2
+    exit 2
+fi
 source_dir=$1
 name=$2
 pstrun=${KVMD_PSTRUN:-kvmd-pstrun}

@@ -4,6 +4,12 @@
 # Sourced by the other examples; PST_SOCKET overrides the socket.
 pst_data_path() {
     local socket=${PST_SOCKET:-/run/kvmd/pst.sock}
-    curl -sf --unix-socket "$socket" http://localhost/state \
+    local state
+    if ! state=$(curl -sf --unix-socket "$socket" http://localhost/state); then
+        echo "cannot read the PST daemon's state at $socket: is kvmd-pst running," \
+            "and are you root or in the socket's group (kvmd-pst)?" >&2
+        return 1
+    fi
+    printf '%s' "$state" \
         | python3 -c 'import json, sys; print(json.load(sys.stdin)["result"]["data"]["path"])'
 }

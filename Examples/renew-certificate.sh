@@ -12,6 +12,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/pst-data-path.sh"
+if [ $# -ne 1 ] || [ ! -d "$1" ]; then
+    echo "usage: $0 NEW_CERT_DIR" >&2
+    exit 2
+fi
 new=$(cd "$1" && pwd)
 pstrun=${KVMD_PSTRUN:-kvmd-pstrun}
 socket=${PST_SOCKET:-/run/kvmd/pst.sock}
@@ -29,6 +33,7 @@ fi
     generation="gen-$(date +%Y%m%d%H%M%S)-$$"
     cp -R "$1/." "$certs/$generation.partial"
     mv "$certs/$generation.partial" "$certs/$generation"
+    rm -f "$certs/current.new"   # left by an interrupted run
     ln -s "$generation" "$certs/current.new"
     mv -T "$certs/current.new" "$certs/current"
     for old in "$certs"/gen-*; do

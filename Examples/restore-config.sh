@@ -7,6 +7,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/pst-data-path.sh"
+if [ $# -ne 2 ]; then
+    echo "usage: $0 NAME TARGET_DIR" >&2
+    exit 2
+fi
 name=$1
 target=$2
 

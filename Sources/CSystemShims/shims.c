@@ -27,6 +27,10 @@ int pst_syncfs(int fd) { return syncfs(fd); }
 #include <sys/wait.h>
 #include <termios.h>
 
+int pst_spawn_file_actions_close_from(void *actions, int lowest_fd) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, lowest_fd);
+}
+
 int pst_spawn_in_new_process_group(pid_t *pid, const char *file, char *const argv[],
                                    char *const envp[], int terminal_fd) {
     posix_spawnattr_t attributes;
@@ -47,6 +51,11 @@ int pst_spawn_in_new_process_group(pid_t *pid, const char *file, char *const arg
     if (result == 0) result = posix_spawnattr_setsigdefault(&attributes, &all_signals);
     if (result == 0) result = posix_spawnattr_setsigmask(&attributes, &no_signals);
     if (result == 0 && terminal_fd >= 0) result = posix_spawn_file_actions_addtcsetpgrp_np(&actions, terminal_fd);
+    // The script gets stdin, stdout and stderr only, like the reference's
+    // close_fds: an inherited session socket would keep the session (and the
+    // storage RW) alive after kvmd-pstrun dies, and SwiftNIO's descriptors
+    // are not all close-on-exec.
+    if (result == 0) result = pst_spawn_file_actions_close_from(&actions, 3);
     if (result == 0) result = posix_spawnp(pid, file, &actions, &attributes, argv, envp);
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);

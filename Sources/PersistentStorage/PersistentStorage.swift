@@ -47,7 +47,7 @@ public struct PersistentStorage: Sendable {
     /// ```
     public func state() async throws -> StorageStatus {
         switch try await StateRequest.fetch(from: endpoint) {
-        case .status(let status):
+        case .status(let status, _):
             return status
         case .failure(let failure):
             throw PersistentStorageError.protocolViolation(

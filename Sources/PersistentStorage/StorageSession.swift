@@ -56,6 +56,11 @@ public final class StorageSession: Sendable {
         do {
             let status = try await WriteAccessWait.firstWritableStatus(in: connection.updates, endpoint: endpoint)
             let url = StorageSubdirectory.resolve(subdirectory, in: status.data.path)
+            if let subdirectory, let link = subdirectory.firstSymbolicLink(below: status.data.path) {
+                throw PersistentStorageError.invalidSubdirectory(
+                    subdirectory.components.joined(separator: "/"),
+                    reason: "\(link) is a symbolic link, which could lead out of the data directory")
+            }
             try createDirectory(url)
             return StorageSession(url: url, initialStatus: status, connection: connection)
         } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// A validated relative path below the data directory, such as `my-service`
 /// or `my-service/cache`.
@@ -21,6 +22,19 @@ struct StorageSubdirectory: Sendable, Equatable {
         let kept = parts.filter { $0 != "." }
         if kept.isEmpty { throw invalid("it names the data directory itself; pass nil for that") }
         components = kept
+    }
+
+    /// The first path below `root` on the way to this subdirectory that is a
+    /// symbolic link, if any. Anyone who may write the data directory could
+    /// plant one there to send another service's writes elsewhere.
+    func firstSymbolicLink(below root: String) -> String? {
+        var path = root
+        for component in components {
+            path += "/" + component
+            var info = stat()
+            if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFLNK { return path }
+        }
+        return nil
     }
 
     /// `root` with this subdirectory appended.

@@ -32,10 +32,15 @@ enum WriteAccessWait {
         }
     }
 
-    /// The daemon's own explanation, if `GET /state` reports an error.
+    /// The daemon's own explanation, if `GET /state` reports an error: the
+    /// envelope's (a failed request), or the last remount failure that
+    /// swift-pst's daemon shows beside the status.
     private static func refusalReason(from endpoint: DaemonEndpoint) async -> String? {
-        guard case .failure(let failure)? = try? await StateRequest.fetch(from: endpoint) else { return nil }
-        return "\(failure.errorMessage) (\(failure.error))"
+        switch try? await StateRequest.fetch(from: endpoint) {
+        case .failure(let failure)?: "\(failure.errorMessage) (\(failure.error))"
+        case .status(_, let lastRemountError?)?: lastRemountError
+        default: nil
+        }
     }
 }
 

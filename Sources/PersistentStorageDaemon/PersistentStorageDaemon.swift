@@ -73,6 +73,8 @@ public struct PersistentStorageDaemon: Service {
         }
         // Writes to a peer that has gone must fail with EPIPE, not kill the daemon.
         signal(SIGPIPE, SIG_IGN)
+        let descriptorLimit = DescriptorLimit.raiseToHardLimit()
+        logger.debug("open file limit: \(descriptorLimit)")
         let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
 
         let discovery: StorageDiscovery

@@ -17,13 +17,13 @@ struct RemountHelperCommand: ParsableCommand {
             user and group. Exit status: 0 on success, 1 when the remount failed, 2 on a usage error.
             """)
 
-    @Argument(help: "rw or ro.")
+    @Argument(help: "rw (read-write, then the fix step) or ro (read-only).")
     var mode: RemountMode
 
-    @Option(help: "The fstab to find the partition in.")
+    @Option(help: ArgumentHelp("The fstab to find the partition in.", valueName: "path"))
     var fstab: String = FstabReader.defaultPath
 
-    @Option(help: "Where the data directory lives: data (ROOT/data, the PST document's layout) or root (ROOT itself).")
+    @Option(help: ArgumentHelp("Where the data directory lives: data (ROOT/data, the PST document's layout) or root (ROOT itself); give the daemon's --data-layout.", valueName: "layout"))
     var dataLayout: DataLayout = .dataSubdirectory
 
     func run() throws {

@@ -38,13 +38,13 @@ struct KvmdPst: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The fstab that names the partition (default /etc/fstab).", valueName: "path"))
     var fstab: String?
 
-    @Option(name: .long, help: ArgumentHelp("What clients get as the data path: 'data' (ROOT/data) or 'root' (ROOT).", valueName: "layout"))
+    @Option(name: .long, help: ArgumentHelp("What clients get as the data path: 'data' (ROOT/data) or 'root' (ROOT) (default data).", valueName: "layout"))
     var dataLayout: String?
 
     @Option(name: .long, help: ArgumentHelp("The most sessions open at once (default 100).", valueName: "count"))
     var maxSessions: Int?
 
-    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
+    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
     func run() async throws {

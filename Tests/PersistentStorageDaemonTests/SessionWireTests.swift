@@ -131,16 +131,23 @@ struct SessionWireTests {
             let silent = try RawUnixSocketClient(path: bed.socketPath)
             try silent.upgradeToWebSocket()
             let polite = try bed.openSession()
+            // The polite peer answers its pings all along (readJSONMessage
+            // does) on a thread of its own, until it hears that it is alone.
+            nonisolated(unsafe) let politeReader = polite
+            let politeHeardItIsAlone = Task.detached {
+                politeReader.timeout = .seconds(10)
+                while let event = try DaemonTestBed.nextStorageEvent(on: politeReader) {
+                    if event["clients"] as? Int == 1 { return true }
+                }
+                return false
+            }
             var sawPing = false
             // The silent peer reads but never answers: ping, then the hang-up.
             while let frame = try silent.readFrame() {
                 if frame.opcode == RawWebSocketFrame.ping { sawPing = true }
             }
             #expect(sawPing)
-            // The polite one answers its pings (readJSONMessage does) and stays.
-            polite.timeout = .seconds(1)
-            _ = try? polite.readJSONMessage()
-            _ = try? polite.readJSONMessage()
+            #expect(try await politeHeardItIsAlone.value)
             #expect(try bed.clients() == 1)
         }
     }

@@ -58,7 +58,8 @@ struct RemountHelperTests {
     func help() throws {
         let result = try SystemCommand.execute([helper, "--help"])
         #expect(result.status == 0)
-        #expect(result.standardOutput.contains("rw or ro"))
+        #expect(result.standardOutput.contains("rw (read-write"))
+        #expect(result.standardOutput.contains("ro (read-only)"))
     }
 }
 

@@ -24,13 +24,18 @@ int pst_syncfs(int fd);
 /// Starts `file` (searched in PATH like execvp) in a new process group of its
 /// own, with every signal back at its default action and none blocked, so
 /// that what the caller ignores or blocks for itself does not leak into the
-/// child. If `terminal_fd` is not -1, the new group becomes the foreground
+/// child. Only stdin, stdout and stderr are inherited. If `terminal_fd` is not -1, the new group becomes the foreground
 /// group of that terminal before the program starts, so it can read the
 /// keyboard from its first instruction (there is no window in which it would
 /// be stopped by SIGTTIN). Returns 0, or an errno value (ENOENT, EACCES, ...)
 /// if the program could not be started.
 int pst_spawn_in_new_process_group(pid_t *pid, const char *file, char *const argv[],
                                    char *const envp[], int terminal_fd);
+
+/// `posix_spawn_file_actions_addclosefrom_np(actions, lowest_fd)`, which
+/// Glibc does not export to Swift: the child closes every descriptor from
+/// `lowest_fd` up. `actions` is a `posix_spawn_file_actions_t *`.
+int pst_spawn_file_actions_close_from(void *actions, int lowest_fd);
 
 /// Waits until the child `pid` has exited but leaves it a zombie, so its pid
 /// (and therefore its process-group id) cannot be reused before the caller

@@ -13,12 +13,24 @@ struct DaemonEndpoint: Sendable {
     func connect<Output: Sendable>(
         _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Output>
     ) async throws(PersistentStorageError) -> Output {
-        do {
-            return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(TimeAmount(timeout))
-                .connect(unixDomainSocketPath: socketPath, channelInitializer: initializer)
-        } catch {
-            throw connectError(for: error)
+        let deadline = ContinuousClock.now + timeout
+        var pause = Duration.milliseconds(1)
+        while true {
+            do {
+                return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connectTimeout(TimeAmount(timeout))
+                    .connect(unixDomainSocketPath: socketPath, channelInitializer: initializer)
+            } catch let error as IOError where error.errnoCode == EAGAIN && ContinuousClock.now + pause < deadline {
+                // A full listen queue: a blocking connect(2) to a Unix socket
+                // would wait for room, but NIO's non-blocking one fails with
+                // EAGAIN at once. Wait the way a blocking client would, so
+                // that a burst of clients queues instead of failing.
+                try? await Task.sleep(for: pause)
+                if Task.isCancelled { throw connectError(for: error) }
+                pause = min(pause * 2, .milliseconds(50))
+            } catch {
+                throw connectError(for: error)
+            }
         }
     }
 

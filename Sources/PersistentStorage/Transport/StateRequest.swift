@@ -6,7 +6,9 @@ import NIOHTTP1
 enum StateRequest {
     /// The daemon's answer: the status, or the error it reported in the envelope.
     enum Answer: Sendable, Equatable {
-        case status(StorageStatus)
+        /// `lastRemountError` is what swift-pst's daemon reports beside the
+        /// reference's keys (`result.error`) while its last remount failed.
+        case status(StorageStatus, lastRemountError: String?)
         case failure(ErrorResult)
     }
 
@@ -63,11 +65,17 @@ enum StateRequest {
             throw .protocolViolation("GET /state answered \(status.code) without a JSON envelope")
         }
         if ok, let envelope = try? decoder.decode(ResponseEnvelope<StorageStatus>.self, from: data) {
-            return .status(envelope.result)
+            let lastError = try? decoder.decode(ResponseEnvelope<LastRemountError>.self, from: data).result.error
+            return .status(envelope.result, lastRemountError: lastError)
         }
         if !ok, let envelope = try? decoder.decode(ResponseEnvelope<ErrorResult>.self, from: data) {
             return .failure(envelope.result)
         }
         throw .protocolViolation("GET /state answered \(status.code) with an envelope whose result has unexpected fields")
     }
+}
+
+/// The optional `error` beside a status (not sent by the reference's daemon).
+private struct LastRemountError: Codable, Sendable {
+    var error: String?
 }

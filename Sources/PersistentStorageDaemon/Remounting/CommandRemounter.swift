@@ -1,3 +1,4 @@
+import CSystemShims
 import Foundation
 import Glibc
 import PersistentStorageMount
@@ -113,6 +114,10 @@ enum ChildProcess {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, writeEnd, STDERR_FILENO)
+        // Nothing else: SwiftNIO's sockets are not all close-on-exec, and a
+        // command holding a copy of a session's socket would keep that client
+        // from seeing the daemon hang up.
+        pst_spawn_file_actions_close_from(&actions, 3)
 
         // The daemon ignores SIGPIPE for its sockets; the child should not inherit that.
         var attributes = posix_spawnattr_t()

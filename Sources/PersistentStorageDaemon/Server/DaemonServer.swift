@@ -43,7 +43,10 @@ final class DaemonServer: Sendable {
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 64)
+                // Room for a burst of clients (the kernel caps it at
+                // net.core.somaxconn); a client that finds the queue full
+                // waits and tries again.
+                .serverChannelOption(.backlog, value: 1024)
                 .childChannelInitializer { channel in
                     PeerCredentials.of(channel).flatMapThrowing { peer in
                         try configureConnection(
@@ -85,7 +88,7 @@ final class DaemonServer: Sendable {
 
     /// The pipeline of one connection: HTTP first; after an upgrade on `/ws`
     /// the HTTP handlers are swapped for the session's.
-    private static func configureConnection(
+    static func configureConnection(
         _ channel: any Channel, peer: PeerCredentials, peerIsAllowed: Bool,
         settings: Settings, controller: RemountController, logger: Logger
     ) throws {

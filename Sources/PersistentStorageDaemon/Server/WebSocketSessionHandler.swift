@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOWebSocket
 import PersistentStorage
+import Synchronization
 
 /// One session: an upgraded `/ws` connection.
 ///
@@ -41,6 +42,14 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        // RFC 6455 5.1-5.2: a client must mask every frame, no extension was
+        // negotiated (so no RSV bit), and reserved opcodes mean nothing. NIO's
+        // decoder passes all three on; like aiohttp, end the session.
+        if frame.maskKey == nil || frame.rsv1 || frame.rsv2 || frame.rsv3 || !Self.knownOpcodes.contains(frame.opcode) {
+            logger.info("a malformed frame (unmasked, RSV bits or reserved opcode) ends the session (\(peer))")
+            close(context: context, code: .protocolError)
+            return
+        }
         switch frame.opcode {
         case .text:
             receiveEvent(frame.unmaskedData, context: context)
@@ -66,6 +75,8 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
         logger.info("session error (\(peer)): \(error)")
         context.close(promise: nil)
     }
+
+    private static let knownOpcodes: [WebSocketOpcode] = [.continuation, .text, .binary, .connectionClose, .ping, .pong]
 
     private func receiveEvent(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
         let event: StorageEvent
@@ -144,8 +155,18 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
 struct ChannelSessionConnection: SessionConnection {
     let channel: any Channel
 
+    /// The last event encoded: the controller sends one status to every
+    /// session in turn, and JSONEncoder is the costliest step of a send.
+    private static let lastEncoded = Mutex<(status: StorageStatus, text: String)?>(nil)
+
     func send(_ status: StorageStatus) {
-        channel.writeAndFlush(WebSocketFrame.text(StorageEvent.storage(status).encodedText(), allocator: channel.allocator), promise: nil)
+        let text = Self.lastEncoded.withLock { last in
+            if let last, last.status == status { return last.text }
+            let text = StorageEvent.storage(status).encodedText()
+            last = (status, text)
+            return text
+        }
+        channel.writeAndFlush(WebSocketFrame.text(text, allocator: channel.allocator), promise: nil)
     }
 
     func close() {
