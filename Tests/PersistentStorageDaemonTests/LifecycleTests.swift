@@ -118,9 +118,11 @@ struct PeerAuthorizationTests {
     }
 
     /// `curl` run as nobody (uid/gid 65534) against the daemon.
-    static func stateAsNobody(_ socketPath: String) throws -> String {
+    static func stateAsNobody(_ socketPath: String, supplementaryGroups: [gid_t] = []) throws -> String {
+        let groups = supplementaryGroups.isEmpty
+            ? "--clear-groups" : "--groups=" + supplementaryGroups.map(String.init).joined(separator: ",")
         let result = try SystemCommand.execute([
-            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+            "setpriv", "--reuid=65534", "--regid=65534", groups, "--",
             "curl", "-s", "-i", "--unix-socket", socketPath, "http://localhost:0/state",
         ])
         return result.standardOutput
@@ -144,6 +146,19 @@ struct PeerAuthorizationTests {
             #expect(info.st_gid == 65534)
             let answer = try Self.stateAsNobody(bed.socketPath)
             #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+        }
+    }
+
+    @Test("a peer given the socket's group only at run time (SupplementaryGroups=) is served; without it, 403",
+          .enabled(if: canSwitchUsers && getgrnam("users") != nil))
+    func runtimeSupplementaryGroupIsEnough() async throws {
+        // nobody is not listed as a member of `users` in /etc/group.
+        let users = getgrnam("users")!.pointee.gr_gid
+        try await withDaemonTestBed(arguments: ["--socket-mode", "0666", "--socket-group", "users"]) { bed in
+            let member = try Self.stateAsNobody(bed.socketPath, supplementaryGroups: [users])
+            #expect(member.hasPrefix("HTTP/1.1 200"), "\(member)")
+            let outsider = try Self.stateAsNobody(bed.socketPath)
+            #expect(outsider.hasPrefix("HTTP/1.1 403"), "\(outsider)")
         }
     }
 }

@@ -15,6 +15,7 @@ struct PeerAuthorization: Sendable {
 
     func allows(_ peer: PeerCredentials) -> Bool {
         if peer.uid == 0 || peer.uid == ownerID || peer.gid == groupID { return true }
+        if peer.supplementaryGroups.contains(groupID) { return true }
         guard let account = UserAccount(uid: peer.uid) else { return false }
         return account.primaryGroup == groupID || GroupMembers(gid: groupID).names.contains(account.name)
     }

@@ -11,12 +11,32 @@ struct PeerCredentials: Sendable, CustomStringConvertible {
     /// The peer's command name from `/proc/PID/comm`, read at connect time
     /// (the process may be gone by the time its session is logged as closed).
     var command: String
+    /// The peer's supplementary groups, from `/proc/PID/status` at connect
+    /// time. A service given the socket's group only at run time (systemd's
+    /// `SupplementaryGroups=`) is a member without being listed in
+    /// /etc/group; the socket's mode lets it in, so must we.
+    var supplementaryGroups: [gid_t]
 
     init(pid: pid_t, uid: uid_t, gid: gid_t) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
         command = (try? readSmallFile("/proc/\(pid)/comm"))?.trimmingWhitespace() ?? "?"
+        supplementaryGroups = (try? readSmallFile("/proc/\(pid)/status")).map(Self.groups(inStatus:)) ?? []
+    }
+
+    init(pid: pid_t, uid: uid_t, gid: gid_t, command: String, supplementaryGroups: [gid_t]) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.command = command
+        self.supplementaryGroups = supplementaryGroups
+    }
+
+    /// The ids on the `Groups:` line of a `/proc/PID/status` text.
+    static func groups(inStatus status: String) -> [gid_t] {
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") }) else { return [] }
+        return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { gid_t($0) }
     }
 
     var description: String { "pid=\(pid) uid=\(uid) comm=\(command)" }
