@@ -14,8 +14,8 @@ struct DeploymentTests {
     func remountThroughHelper() async throws {
         try await withStorageFixture { fixture in
             let command = "\(BuiltProducts.path(of: "kvmd-helper-pst-remount")) {mode} --fstab \(fixture.fstabPath)"
-            try await withDaemonTestBedOn(fixture, arguments: ["--remount-command", command]) { bed in
-                #expect(try bed.remounts() == (rw: 1, ro: 1, failed: 0))
+            try await withDaemonTestBed(on: fixture, arguments: ["--remount-command", command]) { bed in
+                #expect(try bed.remounts() == .init(rw: 1, ro: 1, failed: 0))
                 let session = try bed.openSession()
                 #expect(DaemonTestBed.writeAllowed(in: try DaemonTestBed.nextStorageEvent(on: session)) == true)
                 #expect(fixture.state == .readWrite)
@@ -31,7 +31,7 @@ struct DeploymentTests {
             let script = fixture.directory + "/refuse.sh"
             try "#!/bin/sh\necho \"sudo: a password is required ($1)\" >&2\nexit 1\n".write(toFile: script, atomically: true, encoding: .utf8)
             chmod(script, 0o755)
-            try await withDaemonTestBedOn(fixture, arguments: ["--remount-command", "\(script) {mode}"]) { bed in
+            try await withDaemonTestBed(on: fixture, arguments: ["--remount-command", "\(script) {mode}"]) { bed in
                 let session = try bed.openSession()
                 #expect(DaemonTestBed.writeAllowed(in: try DaemonTestBed.nextStorageEvent(on: session)) == false)
                 let error = try #require(bed.state()["error"] as? String)
@@ -45,7 +45,7 @@ struct DeploymentTests {
     func systemdNotification() async throws {
         try await withStorageFixture { fixture in
             let receiver = try DatagramReceiver(path: fixture.directory + "/notify")
-            try await withDaemonTestBedOn(fixture, environment: ["NOTIFY_SOCKET": receiver.path]) { bed in
+            try await withDaemonTestBed(on: fixture, environment: ["NOTIFY_SOCKET": receiver.path]) { bed in
                 let ready = try #require(receiver.receive(timeout: .seconds(5)))
                 #expect(ready.contains("READY=1"), "\(ready)")
                 let session = try bed.openSession()
@@ -64,27 +64,6 @@ struct DeploymentTests {
                 #expect(stopping)
                 #expect(try await bed.daemon.waitForExit() == 0)
             }
-        }
-    }
-}
-
-/// Like ``withDaemonTestBed(fixture:arguments:_:)`` on an existing fixture.
-func withDaemonTestBedOn<T>(
-    _ fixture: StorageFixture, arguments extra: [String] = [], environment: [String: String] = [:],
-    _ body: (DaemonTestBed) async throws -> T
-) async throws -> T {
-    let directory = try makeSocketDirectory()
-    defer { try? FileManager.default.removeItem(atPath: directory) }
-    let socketPath = directory + "/pst.sock"
-    return try await withDaemonProcess(
-        arguments: DaemonTestBed.arguments(fixture: fixture, socketPath: socketPath, extra: extra),
-        socketPath: socketPath, environment: environment
-    ) { daemon in
-        do {
-            return try await body(DaemonTestBed(fixture: fixture, daemon: daemon, socketPath: socketPath))
-        } catch {
-            Issue.record("daemon log:\n\(daemon.log)")
-            throw error
         }
     }
 }

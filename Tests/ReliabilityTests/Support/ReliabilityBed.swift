@@ -4,88 +4,12 @@ import PersistentStorageMount
 import PersistentStorageTestSupport
 import Testing
 
-/// A real `kvmd-pst` on a real loop-mounted image, reached over raw sockets,
-/// with the probes the reliability tests assert end states with: the session
-/// count and remount counters from `GET /state`, RO/RW from the kernel, and
-/// the daemon's own resource use from procfs.
-struct ReliabilityBed {
-    let fixture: StorageFixture
-    let daemon: DaemonProcess
-    let socketPath: String
-    let arguments: [String]
+/// The reliability tests' test bed is the shared one; here are the probes
+/// only they need: a well-behaved client timed while hostile peers are at
+/// work, and the daemon's own resource use from procfs.
+typealias ReliabilityBed = DaemonTestBed
 
-    /// Arguments every test passes; `extra` come last and win.
-    static func arguments(fixture: StorageFixture, socketPath: String, extra: [String]) -> [String] {
-        ["--fstab", fixture.fstabPath, "--socket", socketPath, "--socket-group", "",
-         "--ro-cleanup-delay", "0.2", "--ro-retries-delay", "0.3", "--log-level", "info"] + extra
-    }
-
-    // MARK: - GET /state
-
-    /// `GET /state` on a fresh connection; the `result` object.
-    func state() throws -> [String: Any] {
-        let response = try RawUnixSocketClient(path: socketPath).request("GET", "/state")
-        let body = try #require(response.jsonObject, "GET /state: \(response.bodyText)")
-        return try #require(body["result"] as? [String: Any])
-    }
-
-    func writeAllowed() throws -> Bool? {
-        try (state()["data"] as? [String: Any])?["write_allowed"] as? Bool
-    }
-
-    func clients() throws -> Int? {
-        try state()["clients"] as? Int
-    }
-
-    struct Remounts: Equatable, CustomStringConvertible {
-        var rw: Int, ro: Int, failed: Int
-        var description: String { "rw=\(rw) ro=\(ro) failed=\(failed)" }
-    }
-
-    func remounts() throws -> Remounts {
-        let counters = try #require(state()["remounts"] as? [String: Int])
-        return Remounts(rw: counters["rw"] ?? -1, ro: counters["ro"] ?? -1, failed: counters["failed"] ?? -1)
-    }
-
-    /// No session left and the kernel says read-only, within `timeout`.
-    func settlesReadOnlyWithNoSession(within timeout: Duration = .seconds(2)) async -> Bool {
-        await eventually(within: timeout) {
-            fixture.state == .readOnly && (try? clients()) == 0
-        }
-    }
-
-    // MARK: - Sessions
-
-    /// A new raw session: upgraded, with its `loop` event read.
-    func openSession() throws -> RawUnixSocketClient {
-        let client = try RawUnixSocketClient(path: socketPath)
-        let answer = try client.upgradeToWebSocket()
-        try #require(answer.statusCode == 101, "upgrade answered \(answer.statusCode): \(answer.bodyText)")
-        let loop = try #require(try client.readJSONMessage())
-        try #require(loop["event_type"] as? String == "loop")
-        return client
-    }
-
-    /// A raw session that has been told `write_allowed: true`.
-    func openWritableSession() throws -> RawUnixSocketClient {
-        let session = try openSession()
-        while true {
-            let event = try #require(try Self.nextStorageEvent(on: session), "the session closed before it was served")
-            if Self.writeAllowed(in: event) == true { return session }
-        }
-    }
-
-    static func nextStorageEvent(on session: RawUnixSocketClient) throws -> [String: Any]? {
-        while let message = try session.readJSONMessage() {
-            if message["event_type"] as? String == "storage" { return message["event"] as? [String: Any] }
-        }
-        return nil
-    }
-
-    static func writeAllowed(in event: [String: Any]?) -> Bool? {
-        (event?["data"] as? [String: Any])?["write_allowed"] as? Bool
-    }
-
+extension DaemonTestBed {
     // MARK: - A well-behaved client
 
     /// What a well-behaved client saw: `GET /state` answered, and a session
@@ -140,38 +64,13 @@ struct ReliabilityBed {
     }
 }
 
-/// A directory for sockets that any user may traverse (mkdtemp makes 0700).
-func makeSocketDirectory() throws -> String {
-    var template = Array((NSTemporaryDirectory() + "/pst-rel.XXXXXX").utf8CString)
-    let made = try #require(mkdtemp(&template))
-    let path = String(cString: made)
-    chmod(path, 0o755)
-    return path
-}
 
-/// Runs `body` against a daemon on `fixture`; the daemon is killed and its
-/// socket directory removed afterwards, however `body` ends. On failure the
-/// daemon's log is attached to the test's issues.
+/// A daemon on `fixture`, logging at info level (the load tests make a lot of debug lines).
 func withReliabilityBed<T>(
     on fixture: StorageFixture, arguments extra: [String] = [], executablePrefix: [String] = [],
     _ body: (ReliabilityBed) async throws -> T
 ) async throws -> T {
-    let directory = try makeSocketDirectory()
-    defer { try? FileManager.default.removeItem(atPath: directory) }
-    let socketPath = directory + "/pst.sock"
-    let arguments = ReliabilityBed.arguments(fixture: fixture, socketPath: socketPath, extra: extra)
-    // `prlimit --nofile=... -- kvmd-pst ...` execs the daemon, so the pid stays the daemon's.
-    let executable = executablePrefix.first ?? BuiltProducts.path(of: "kvmd-pst")
-    let fullArguments = executablePrefix.isEmpty
-        ? arguments : Array(executablePrefix.dropFirst()) + [BuiltProducts.path(of: "kvmd-pst")] + arguments
-    return try await withDaemonProcess(arguments: fullArguments, socketPath: socketPath, executable: executable) { daemon in
-        do {
-            return try await body(ReliabilityBed(fixture: fixture, daemon: daemon, socketPath: socketPath, arguments: arguments))
-        } catch {
-            Issue.record("daemon log:\n\(daemon.log.suffix(20_000))")
-            throw error
-        }
-    }
+    try await withDaemonTestBed(on: fixture, arguments: extra, logLevel: "info", executablePrefix: executablePrefix, body)
 }
 
 /// A fresh fixture and a daemon on it.
@@ -179,9 +78,7 @@ func withReliabilityBed<T>(
     fixture options: StorageFixture.Options = .init(), arguments extra: [String] = [], executablePrefix: [String] = [],
     _ body: (ReliabilityBed) async throws -> T
 ) async throws -> T {
-    try await withStorageFixture(options) { fixture in
-        try await withReliabilityBed(on: fixture, arguments: extra, executablePrefix: executablePrefix, body)
-    }
+    try await withDaemonTestBed(fixture: options, arguments: extra, logLevel: "info", executablePrefix: executablePrefix, body)
 }
 
 /// Whether process `pid` is alive: it exists and is not a zombie (an orphan's
