@@ -1,5 +1,5 @@
 # The two commands the README starts with, and a few more.
-.PHONY: demo test docs bench bench-smoke build clean
+.PHONY: demo test docs bench bench-smoke build release clean
 
 # The whole thing end to end on a demo PST image (root).
 demo:
@@ -25,6 +25,13 @@ bench-smoke:
 build:
 	bash Scripts/install-deps.sh
 	swift build
+
+# The executables as shipped (Documentation/Deploying.md): release, with the
+# Swift runtime and Foundation linked in statically, which roughly halves
+# kvmd-pstrun's start-up time and cuts the daemon's idle RSS.
+release:
+	bash Scripts/install-deps.sh
+	swift build -c release --static-swift-stdlib
 
 clean:
 	swift package clean

@@ -78,6 +78,12 @@ let package = Package(
             name: "PersistentStorageTestSupport",
             dependencies: ["PersistentStorageMount"]
         ),
+        // The daemon test bed, which records test issues (Swift Testing): kept
+        // apart so that the benchmark runner can use the fixture in release builds.
+        .target(
+            name: "PersistentStorageTestBed",
+            dependencies: ["PersistentStorageTestSupport"]
+        ),
 
         .executableTarget(
             name: "kvmd-helper-pst-remount",
@@ -128,7 +134,7 @@ let package = Package(
             name: "PersistentStorageDaemonTests",
             dependencies: [
                 "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageMount",
-                "PersistentStorageTestSupport",
+                "PersistentStorageTestSupport", "PersistentStorageTestBed",
             ]
         ),
         .testTarget(
@@ -150,7 +156,7 @@ let package = Package(
             name: "ReliabilityTests",
             dependencies: [
                 "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageMount",
-                "PersistentStorageTestSupport",
+                "PersistentStorageTestSupport", "PersistentStorageTestBed",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

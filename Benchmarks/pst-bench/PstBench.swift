@@ -25,7 +25,23 @@ struct PstBench: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Recorded in the results: how the binaries were built.", valueName: "configuration"))
     var buildConfiguration = "unknown"
 
+    @Option(help: ArgumentHelp("Internal: be one of the scale figure's client processes, holding this many sessions.", visibility: .private))
+    var holdSessions: Int?
+
+    @Option(help: ArgumentHelp("Internal: with --hold-sessions, the daemon's socket.", visibility: .private))
+    var socket: String?
+
+    @Option(help: ArgumentHelp("Internal: with --hold-sessions, at most this many opens at a time.", visibility: .private))
+    var inFlight = 256
+
+    @Option(help: ArgumentHelp("Internal: with --hold-sessions, the client timeout in seconds.", visibility: .private))
+    var timeout = 120
+
     func run() async throws {
+        if let holdSessions, let socket {
+            await SessionHolders.runChild(socketPath: socket, count: holdSessions, inFlight: inFlight, timeout: .seconds(timeout))
+            return
+        }
         guard getuid() == 0 else {
             throw ValidationError("pst-bench needs root: it attaches a loop device and remounts it (use make bench)")
         }

@@ -86,12 +86,26 @@ func churn(_ storage: PersistentStorage, clients: Int, budget: SessionBudget) as
     return (total, clock.now - start, latency)
 }
 
-/// Opens `count` sessions at once; every one that opened is returned, and
-/// closed again by the caller, even when others failed.
-func openConcurrently(_ storage: PersistentStorage, count: Int) async -> (sessions: [StorageSession], failures: [String], latency: Samples) {
+/// Opens `count` sessions at once, or with at most `inFlight` opens
+/// outstanding; every one that opened is returned, and closed again by the
+/// caller, even when others failed.
+func openConcurrently(_ storage: PersistentStorage, count: Int, inFlight: Int = .max) async -> (sessions: [StorageSession], failures: [String], latency: Samples) {
     let clock = ContinuousClock()
     return await withTaskGroup(of: (Result<StorageSession, any Error>, Duration).self) { group in
-        for _ in 0..<count {
+        var sessions: [StorageSession] = []
+        var failures: [String] = []
+        var latency = Samples(reserving: count)
+        func collect(_ result: Result<StorageSession, any Error>, _ duration: Duration) {
+            switch result {
+            case .success(let session):
+                sessions.append(session)
+                latency.append(duration)
+            case .failure(let error):
+                failures.append("\(error)")
+            }
+        }
+        for index in 0..<count {
+            if index >= inFlight, let (result, duration) = await group.next() { collect(result, duration) }
             group.addTask {
                 let begin = clock.now
                 do {
@@ -102,18 +116,7 @@ func openConcurrently(_ storage: PersistentStorage, count: Int) async -> (sessio
                 }
             }
         }
-        var sessions: [StorageSession] = []
-        var failures: [String] = []
-        var latency = Samples(reserving: count)
-        for await (result, duration) in group {
-            switch result {
-            case .success(let session):
-                sessions.append(session)
-                latency.append(duration)
-            case .failure(let error):
-                failures.append("\(error)")
-            }
-        }
+        for await (result, duration) in group { collect(result, duration) }
         return (sessions, failures, latency)
     }
 }

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <sys/socket.h>
 #include <errno.h>
+#include <malloc.h>
 #include "CSystemShims.h"
 
 _Static_assert(sizeof(struct ucred) == sizeof(pst_peer_credentials), "ucred layout");
@@ -77,3 +78,7 @@ int pst_terminal_disable_suspend(int fd) {
     attributes.c_cc[VSUSP] = _POSIX_VDISABLE;
     return tcsetattr(fd, TCSANOW, &attributes);
 }
+
+int pst_malloc_trim(void) { return malloc_trim(0); }
+
+int pst_limit_malloc_arenas(int count) { return mallopt(M_ARENA_MAX, count); }

@@ -1,3 +1,4 @@
+import CSystemShims
 import Foundation
 import Glibc
 import Logging
@@ -73,6 +74,12 @@ public struct PersistentStorageDaemon: Service {
         }
         // Writes to a peer that has gone must fail with EPIPE, not kill the daemon.
         signal(SIGPIPE, SIG_IGN)
+        // glibc gives each thread that allocates its own arena (up to 8 per
+        // core), and heap freed in one is not reused by the others. The
+        // daemon has a handful of threads and needs no allocation
+        // parallelism; two arenas keep its RSS down. MALLOC_ARENA_MAX in the
+        // environment still wins.
+        if ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil { _ = pst_limit_malloc_arenas(2) }
         let descriptorLimit = DescriptorLimit.raiseToHardLimit()
         logger.debug("open file limit: \(descriptorLimit)")
         let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import PersistentStorageMount
+import PersistentStorageTestBed
 import PersistentStorageTestSupport
 import Testing
 

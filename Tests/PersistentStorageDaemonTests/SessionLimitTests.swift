@@ -1,4 +1,5 @@
 import Foundation
+import PersistentStorageTestBed
 import PersistentStorageTestSupport
 import Testing
 

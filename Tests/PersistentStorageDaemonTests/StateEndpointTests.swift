@@ -1,5 +1,6 @@
 import Foundation
 import PersistentStorageMount
+import PersistentStorageTestBed
 import PersistentStorageTestSupport
 import Testing
 

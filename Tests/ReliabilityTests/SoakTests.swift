@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import PersistentStorage
 import PersistentStorageMount
+import PersistentStorageTestBed
 import PersistentStorageTestSupport
 import Testing
 

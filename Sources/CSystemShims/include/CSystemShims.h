@@ -46,4 +46,12 @@ int pst_wait_for_exit_keeping_zombie(pid_t pid);
 /// Returns 0, or -1 with errno set.
 int pst_terminal_disable_suspend(int fd);
 
+/// malloc_trim(3): give freed heap back to the kernel. Returns 1 if any was.
+/// <malloc.h> is not part of Swift's Glibc module.
+int pst_malloc_trim(void);
+
+/// mallopt(M_ARENA_MAX, count): cap glibc's per-thread malloc arenas.
+/// Returns 1 on success.
+int pst_limit_malloc_arenas(int count);
+
 #endif

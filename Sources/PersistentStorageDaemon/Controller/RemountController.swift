@@ -1,6 +1,8 @@
+import CSystemShims
 import Logging
 import PersistentStorage
 import PersistentStorageMount
+import Synchronization
 
 /// Owns the session set and decides when the storage is remounted.
 ///
@@ -51,6 +53,8 @@ actor RemountController {
     private var isShuttingDown = false
     /// The coming broadcast of a changed session count; see ``publishSoon()``.
     private var queuedPublish: Task<Void, Never>?
+    /// ``canAcceptSession`` as of the last change, for ``acceptsSessionsNow``.
+    private let admission: Atomic<Bool>
 
     init(
         settings: Settings,
@@ -64,6 +68,7 @@ actor RemountController {
         self.isWritable = isWritable
         self.statusObserver = statusObserver
         self.logger = logger
+        admission = Atomic(settings.maxSessions > 0)
     }
 
     // MARK: - What the server and the status page ask
@@ -87,6 +92,18 @@ actor RemountController {
         !isShuttingDown && sessions.count < settings.maxSessions
     }
 
+    /// ``canAcceptSession`` without waiting for the actor: the server asks
+    /// before every upgrade, and a hop to the actor and back cost a
+    /// thread switch each way on the path of every new session. It may be a
+    /// moment out of date, which ``sessionDidOpen(_:)`` checks anyway.
+    nonisolated var acceptsSessionsNow: Bool {
+        admission.load(ordering: .relaxed)
+    }
+
+    private func updateAdmission() {
+        admission.store(canAcceptSession, ordering: .relaxed)
+    }
+
     // MARK: - Sessions
 
     /// Registers a new session, or returns nil when the daemon is shutting
@@ -99,6 +116,7 @@ actor RemountController {
         // session keeps it so, and the retry has nothing left to do.
         cancelReadOnlyRetry()
         sessions[id] = Session(connection: connection, isServed: false, lastSent: nil)
+        updateAdmission()
         if remountTask == nil && isWritable(settings.mountPath) {
             sessions[id]?.isServed = true
             // The new session's open waits for this event: send it now.
@@ -112,6 +130,7 @@ actor RemountController {
 
     func sessionDidClose(_ id: SessionID) {
         guard sessions.removeValue(forKey: id) != nil else { return }
+        updateAdmission()
         publishSoon()
         if sessions.isEmpty { startRemounting() }
     }
@@ -138,6 +157,7 @@ actor RemountController {
     /// Returns how many sessions were open. No session is accepted afterwards.
     func endAllSessions() async -> Int {
         isShuttingDown = true
+        updateAdmission()
         cancelReadOnlyRetry()
         queuedPublish?.cancel()
         // Let a remount in progress finish, so no command or syscall is cut
@@ -185,6 +205,7 @@ actor RemountController {
                     logger.warning("the remount to read-only succeeded, but \(settings.mountPath) is still writable")
                     return
                 }
+                releaseFreedMemory()
             } else {
                 if mountIsWritable {
                     serveWaitingSessions()
@@ -224,6 +245,13 @@ actor RemountController {
         lastFailure = nil
         logger.info("storage remounted \(mode) in \(clock.now - start)")
         return true
+    }
+
+    /// The last session has gone: hand the memory of its connections back
+    /// to the kernel. glibc keeps freed heap otherwise, so after a burst of
+    /// 10,000 sessions the daemon stayed at its peak RSS for good.
+    private func releaseFreedMemory() {
+        _ = pst_malloc_trim()
     }
 
     private func serveWaitingSessions() {

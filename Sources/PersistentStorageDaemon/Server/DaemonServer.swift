@@ -102,9 +102,7 @@ final class DaemonServer: Sendable {
                 guard peerIsAllowed, head.uri.split(separator: "?").first == "/ws" else {
                     return channel.eventLoop.makeSucceededFuture(nil)
                 }
-                return channel.eventLoop.makeFutureWithTask {
-                    await controller.canAcceptSession ? HTTPHeaders() : nil
-                }
+                return channel.eventLoop.makeSucceededFuture(controller.acceptsSessionsNow ? HTTPHeaders() : nil)
             },
             upgradePipelineHandler: { channel, _ in
                 channel.eventLoop.makeCompletedFuture {

@@ -82,12 +82,9 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             // An upgrade that was not done: either the daemon refused it (full,
             // shutting down) or the handshake headers were wrong.
-            let controller = controller
-            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.eventLoop.makeFutureWithTask { await controller.canAcceptSession }.whenSuccess { canAccept in
-                let response = canAccept ? JSONResponse.webSocketExpected : JSONResponse.tooManySessions
-                response.write(to: loopBound.value, keepAlive: false)
-            }
+            // The same answer the upgrader got (``RemountController/acceptsSessionsNow``).
+            let response = controller.acceptsSessionsNow ? JSONResponse.webSocketExpected : JSONResponse.tooManySessions
+            response.write(to: context, keepAlive: false)
         default:
             JSONResponse.notFound.write(to: context, keepAlive: keepAlive)
         }

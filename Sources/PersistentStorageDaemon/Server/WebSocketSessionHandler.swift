@@ -156,7 +156,7 @@ struct ChannelSessionConnection: SessionConnection {
     let channel: any Channel
 
     /// The last event encoded: the controller sends one status to every
-    /// session in turn, and JSONEncoder is the costliest step of a send.
+    /// session in turn, and encoding is the costliest step of a send.
     private static let lastEncoded = Mutex<(status: StorageStatus, text: String)?>(nil)
 
     func send(_ status: StorageStatus) {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import PersistentStorageTestSupport
 import Testing
 
 /// A real `kvmd-pst` process serving a real loop-mounted image, reached over

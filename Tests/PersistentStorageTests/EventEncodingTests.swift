@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+
+@testable import PersistentStorage
+
+/// `StorageEvent.encodedText()` is written by hand for speed; these hold it to
+/// what `JSONEncoder` (sorted keys, unescaped slashes) writes, byte for byte.
+@Suite("Event encoding")
+struct EventEncodingTests {
+    private struct Envelope<Payload: Encodable>: Encodable {
+        var eventType: String
+        var event: Payload
+        enum CodingKeys: String, CodingKey {
+            case eventType = "event_type"
+            case event
+        }
+    }
+
+    private struct EmptyObject: Encodable {}
+
+    private func reference<Payload: Encodable>(_ type: String, _ event: Payload) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(Envelope(eventType: type, event: event)), as: UTF8.self)
+    }
+
+    static let paths: [String] = [
+        "/var/lib/kvmd/pst/data", "", "/with \"quotes\" and \\backslash\\", "/tab\tnew\nline\rcr",
+        "/ctl\u{0}\u{1}\u{8}\u{B}\u{C}\u{1F}\u{7F}", "/unicode/é/日本/😀/\u{2028}\u{2029}",
+        String((0..<128).map { Character(Unicode.Scalar(UInt8($0))) }),
+    ]
+
+    @Test("a storage event is encoded as JSONEncoder encodes it", arguments: paths, [0, 1, 10_000, -3])
+    func storageEvent(path: String, clients: Int) throws {
+        for writeAllowed in [true, false] {
+            let status = StorageStatus(clients: clients, data: .init(path: path, writeAllowed: writeAllowed))
+            let text = StorageEvent.storage(status).encodedText()
+            #expect(text == (try reference("storage", status)))
+            #expect(try StorageEvent(decoding: Array(text.utf8)) == .storage(status))
+        }
+    }
+
+    @Test("events without a payload are encoded as JSONEncoder encodes them",
+          arguments: [StorageEvent.loop, .ping, .pong, .unknown(type: "odd \"type\"/\n")])
+    func emptyEvents(event: StorageEvent) throws {
+        #expect(event.encodedText() == (try reference(event.eventType, EmptyObject())))
+        #expect(try StorageEvent(decoding: Array(event.encodedText().utf8)) == event)
+    }
+
+    @Test("decoding keeps its errors: no event_type, and a storage event without a valid event")
+    func decodingErrors() throws {
+        #expect(throws: StorageEventDecodingError(reason: "not a JSON object with a string \"event_type\"")) {
+            try StorageEvent(decoding: Array(#"{"event":{}}"#.utf8))
+        }
+        for text in [#"{"event_type":"storage"}"#, #"{"event_type":"storage","event":{"clients":1}}"#] {
+            #expect(throws: StorageEventDecodingError(reason: "a storage event without clients, data.path and data.write_allowed")) {
+                try StorageEvent(decoding: Array(text.utf8))
+            }
+        }
+        #expect(try StorageEvent(decoding: Array(#"{"event_type":"pong","event":[1,2]}"#.utf8)) == .pong)
+        #expect(try StorageEvent(decoding: Array(#"{"event_type":"loop"}"#.utf8)) == .loop)
+    }
+}
