@@ -44,6 +44,9 @@ struct KvmdPst: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The most sessions open at once (default 100).", valueName: "count"))
     var maxSessions: Int?
 
+    @Option(name: .long, help: ArgumentHelp("Seconds a connection may take to send a whole request, or stay idle, before it is closed (default 30).", valueName: "seconds"))
+    var httpTimeout: String?
+
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -94,6 +97,7 @@ struct KvmdPst: AsyncParsableCommand {
             return layout
         }
         flags.maxSessions = maxSessions
+        flags.httpTimeout = try httpTimeout.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--http-timeout") }
         configuration.apply(flags)
         try configuration.validate()
         return configuration

@@ -37,7 +37,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var maxFrameSize: Int = 64 * 1024
     /// The largest request head (all header lines) accepted.
     public var maxRequestHeaderSize: Int = 16 * 1024
-    /// HTTP connections that send nothing for this long are closed.
+    /// A connection that has not sent a whole HTTP request this long after it
+    /// was accepted (idle, or dripping bytes) is closed (`--http-timeout`).
     public var httpIdleTimeout: Duration = .seconds(30)
     /// How often the storage's writability is checked besides mount-table
     /// events (see ``MountTableWatcher`` for why both).

@@ -80,7 +80,7 @@ final class DaemonServer: Sendable {
     }
 
     private enum HandlerName {
-        static let idle = "pst-idle"
+        static let deadline = "pst-request-deadline"
         static let protocolErrors = "pst-protocol-errors"
         static let http = "pst-http"
         static let httpErrors = "pst-http-close-on-error"
@@ -93,7 +93,8 @@ final class DaemonServer: Sendable {
         settings: Settings, controller: RemountController, logger: Logger
     ) throws {
         let pipeline = channel.pipeline.syncOperations
-        try pipeline.addHandler(IdleStateHandler(readTimeout: TimeAmount(settings.httpIdleTimeout)), name: HandlerName.idle)
+        try pipeline.addHandler(
+            RequestDeadlineHandler(timeout: TimeAmount(settings.httpIdleTimeout), logger: logger), name: HandlerName.deadline)
 
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: settings.maxFrameSize,
@@ -128,7 +129,7 @@ final class DaemonServer: Sendable {
                     // Runs before the WebSocket handlers are added: the HTTP
                     // handlers must be gone so frames never reach them.
                     let pipeline = context.pipeline.syncOperations
-                    for name in [HandlerName.idle, HandlerName.protocolErrors, HandlerName.http, HandlerName.httpErrors] {
+                    for name in [HandlerName.deadline, HandlerName.protocolErrors, HandlerName.http, HandlerName.httpErrors] {
                         pipeline.removeHandler(name: name, promise: nil)
                     }
                 }

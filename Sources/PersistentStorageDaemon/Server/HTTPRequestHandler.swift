@@ -36,15 +36,6 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            logger.debug("closing an idle HTTP connection (\(peer))")
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
         guard peerIsAllowed else {
             logger.warning("refused \(head.method) \(head.uri) from \(peer): not root and not in the socket's group")
