@@ -169,27 +169,30 @@ struct ClientProtocolTests {
 
     @Test("a binary frame is a protocol violation")
     func binaryFrameIsViolation() async throws {
-        await #expect {
-            try await ScriptedDaemon.withDaemon(session: { session in
-                try await session.send(WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(string: "?")))
-                try await session.untilClientCloses()
-            }) { socketPath in
-                try await PersistentStorage(socketPath: socketPath).withWritableStorage { _ in }
-            }
-        } throws: { error in
-            guard case PersistentStorageError.protocolViolation = error else { return false }
-            return true
+        await expectProtocolViolation { session in
+            try await session.send(WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(string: "?")))
         }
     }
 
     @Test("a frame larger than the bound is a protocol violation, not an allocation")
     func oversizedFrameIsViolation() async throws {
         let dataPath = self.dataPath
-        await #expect {
+        await expectProtocolViolation { session in
+            try await session.send(StorageEventText(text: String(repeating: " ", count: 200_000)
+                + StorageEventText.storage(writeAllowed: true, path: dataPath).text))
+        }
+    }
+
+    /// `withWritableStorage` against a daemon that sends what `misbehave`
+    /// sends, then waits for the client to hang up: it must throw
+    /// `protocolViolation`.
+    private func expectProtocolViolation(
+        sourceLocation: SourceLocation = #_sourceLocation,
+        _ misbehave: @escaping @Sendable (ScriptedSession) async throws -> Void
+    ) async {
+        await #expect(sourceLocation: sourceLocation) {
             try await ScriptedDaemon.withDaemon(session: { session in
-                let huge = StorageEventText(text: String(repeating: " ", count: 200_000)
-                    + StorageEventText.storage(writeAllowed: true, path: dataPath).text)
-                try await session.send(huge)
+                try await misbehave(session)
                 try await session.untilClientCloses()
             }) { socketPath in
                 try await PersistentStorage(socketPath: socketPath).withWritableStorage { _ in }
