@@ -104,7 +104,6 @@ let package = Package(
             name: "kvmd-pstrun",
             dependencies: [
                 "PersistentStorageRun",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

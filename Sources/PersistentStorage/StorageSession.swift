@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Glibc
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -69,12 +74,19 @@ public final class StorageSession: Sendable {
         }
     }
 
+    /// `mkdir -p`: every missing directory on the way, with the mode the umask gives.
     private static func createDirectory(_ url: URL) throws(PersistentStorageError) {
-        do {
-            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        } catch {
-            let reason = (error as NSError).localizedDescription
-            throw .cannotCreateDirectory(path: url.path(percentEncoded: false), reason: reason)
+        let path = url.path(percentEncoded: false)
+        var info = stat()
+        if stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR { return }  // the usual case
+        var prefix = ""
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o777) == 0 { continue }
+            let error = errno
+            if error == EEXIST && stat(prefix, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR { continue }
+            let reason = error == EEXIST ? "\(prefix) exists and is not a directory" : String(cString: strerror(error))
+            throw .cannotCreateDirectory(path: path, reason: reason)
         }
     }
 

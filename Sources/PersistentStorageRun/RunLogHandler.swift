@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import Logging
 
 /// Log lines in the reference `kvmd-pstrun`'s shape, on stderr:
@@ -22,7 +22,9 @@ public struct RunLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         let line = Self.format(level: event.level, message: "\(event.message)") + "\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        // One write(2) per line, so a line is never split by another writer.
+        let bytes = Array(line.utf8)
+        _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
     }
 
     /// One line without its newline. The level name is padded on the left to

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import Glibc
 import PersistentStorageMount
 
 extension RemountMode: ExpressibleByArgument {}
@@ -30,9 +30,9 @@ struct RemountHelperCommand: ParsableCommand {
         let name = Self.configuration.commandName!
         do {
             let location = try StorageRemount(fstabPath: fstab, layout: dataLayout).perform(mode)
-            FileHandle.standardError.write(Data("\(name): \(location.mountPath) is now \(mode)\n".utf8))
+            writeToStandardError("\(name): \(location.mountPath) is now \(mode)\n")
         } catch {
-            FileHandle.standardError.write(Data("\(name): \(error)\n".utf8))
+            writeToStandardError("\(name): \(error)\n")
             throw ExitCode.failure
         }
     }
@@ -47,15 +47,20 @@ struct RemountHelperCommand: ParsableCommand {
             let code = exitCode(for: error)
             if code == .success {
                 print(fullMessage(for: error))
-                Foundation.exit(0)
+                Glibc.exit(0)
             }
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-            Foundation.exit(2)
+            writeToStandardError(fullMessage(for: error) + "\n")
+            Glibc.exit(2)
         }
         do {
             try command.run()
         } catch {
-            Foundation.exit(exitCode(for: error).rawValue)
+            Glibc.exit(exitCode(for: error).rawValue)
         }
     }
+}
+
+private func writeToStandardError(_ text: String) {
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
 }

@@ -97,6 +97,31 @@ struct RealDaemonLibraryTests {
         }
     }
 
+    @Test("nested subdirectories are created; a file in the way is a clear error and the session ends")
+    func subdirectoryCreation() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let url = try await storage.withWritableStorage(subdirectory: "svc/cache/deep") { url in
+                try Data("x".utf8).write(to: url.appending(path: "file"))
+                return url
+            }
+            #expect(url.path(percentEncoded: false) == fixture.dataPath + "/svc/cache/deep/")
+            #expect(FileManager.default.fileExists(atPath: fixture.dataPath + "/svc/cache/deep/file"))
+
+            // The file itself, and a path through it: both name the file.
+            for subdirectory in ["svc/cache/deep/file", "svc/cache/deep/file/below"] {
+                do {
+                    _ = try await storage.withWritableStorage(subdirectory: subdirectory) { _ in Issue.record("the body ran") }
+                    Issue.record("no error for \(subdirectory)")
+                } catch PersistentStorageError.cannotCreateDirectory(let path, let reason) {
+                    #expect(path.hasSuffix("/data/\(subdirectory)/"))
+                    #expect(reason.hasSuffix("/data/svc/cache/deep/file exists and is not a directory"))
+                }
+            }
+            #expect(await noSessionLeft(storage, fixture))
+        }
+    }
+
     @Test("a missing socket names the daemon; an unreadable one names the group")
     func connectionErrors() async throws {
         try await withStorageDaemon { fixture, daemon in

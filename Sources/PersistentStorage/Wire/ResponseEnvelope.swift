@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The JSON envelope of every HTTP answer: `{"ok": true, "result": ...}` or
 /// `{"ok": false, "result": {"error": NAME, "error_msg": TEXT}}`.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// One text frame on the `/ws` WebSocket: `{"event_type": TYPE, "event": OBJECT}`.
 public enum StorageEvent: Sendable, Equatable {

@@ -1,0 +1,145 @@
+import Logging
+
+/// `kvmd-pstrun`'s command line: `[--socket PATH] [--timeout SECONDS]
+/// [--log-level LEVEL] [--] COMMAND [ARGUMENT ...]`.
+///
+/// Parsed by hand rather than with ArgumentParser: kvmd-pstrun is started
+/// once per script, and ArgumentParser's reflection-based parsing was half
+/// of its start-up CPU time (Documentation/Benchmarks.md). The help text
+/// and the error format are the ones ArgumentParser printed.
+///
+/// ```swift
+/// switch RunArguments.parse(Array(CommandLine.arguments.dropFirst())) {
+/// case .run(let arguments): ...
+/// case .help: print(RunArguments.helpText)
+/// case .usageError(let message): ...  // RunArguments.usageErrorText(message), exit 64
+/// }
+/// ```
+public struct RunArguments: Equatable, Sendable {
+    public var socketPath = "/run/kvmd/pst.sock"
+    public var timeout: Double = 5
+    public var logLevel: Logger.Level = .info
+    /// The program and its arguments, never empty.
+    public var command: [String] = []
+
+    public enum Parsed: Equatable, Sendable {
+        case run(RunArguments)
+        case help
+        case usageError(String)
+    }
+
+    /// `EX_USAGE`, what ArgumentParser exited with on a usage error.
+    public static let usageErrorExitCode: Int32 = 64
+
+    /// Options come first; `--` or the first word that is not an option
+    /// starts the command, and everything from there on belongs to it.
+    public static func parse(_ words: [String]) -> Parsed {
+        var result = RunArguments()
+        var index = 0
+        while index < words.count {
+            let word = words[index]
+            if word == "--" {
+                index += 1
+                break
+            }
+            if word == "-h" || word == "--help" { return .help }
+            guard word.hasPrefix("-") else { break }
+
+            // `--name value` or `--name=value`.
+            let name: Substring
+            var value: String?
+            if let equals = word.firstIndex(of: "=") {
+                name = word[..<equals]
+                value = String(word[word.index(after: equals)...])
+            } else {
+                name = word[...]
+            }
+            guard let option = Option(rawValue: String(name)) else {
+                return .usageError("Unknown option '\(name)'")
+            }
+            if value == nil {
+                index += 1
+                guard index < words.count else { return .usageError("Missing value for '\(option.synopsis)'") }
+                value = words[index]
+            }
+            guard let value, result.set(option, to: value) else {
+                return .usageError("The value '\(value ?? "")' is invalid for '\(option.synopsis)'")
+            }
+            index += 1
+        }
+        result.command = Array(words[index...])
+        guard !result.command.isEmpty else {
+            return .usageError("a command to run is required: kvmd-pstrun -- CMD [ARGS...]")
+        }
+        guard result.timeout > 0 else { return .usageError("--timeout must be positive") }
+        return .run(result)
+    }
+
+    private enum Option: String {
+        case socket = "--socket"
+        case timeout = "--timeout"
+        case logLevel = "--log-level"
+
+        var synopsis: String {
+            switch self {
+            case .socket: "--socket <path>"
+            case .timeout: "--timeout <seconds>"
+            case .logLevel: "--log-level <level>"
+            }
+        }
+    }
+
+    private mutating func set(_ option: Option, to value: String) -> Bool {
+        switch option {
+        case .socket:
+            guard !value.isEmpty else { return false }
+            socketPath = value
+        case .timeout:
+            guard let seconds = Double(value), seconds.isFinite else { return false }
+            timeout = seconds
+        case .logLevel:
+            guard let level = Logger.Level(rawValue: value) else { return false }
+            logLevel = level
+        }
+        return true
+    }
+
+    static let usage = "kvmd-pstrun [--socket <path>] [--timeout <seconds>] [--log-level <level>] -- <command> [<argument> ...]"
+
+    /// What `--help` prints.
+    public static let helpText = """
+        OVERVIEW: Run a command while PiKVM's persistent storage is writable.
+
+        The command gets the environment plus KVMD_PST_DATA, the writable data
+        directory. It runs in its own process group and is stopped (SIGTERM, then
+        SIGKILL) if write access goes away. The exit status is the command's, 128+N if
+        signal N killed it, 127 if it does not exist, 126 if it cannot be executed, or
+        1 if it never ran (no daemon, write refused).
+
+        USAGE: \(usage)
+
+        ARGUMENTS:
+          <command>               The command to run and its arguments, after --.
+
+        OPTIONS:
+          --socket <path>         The PST daemon's socket. (default: /run/kvmd/pst.sock)
+          --timeout <seconds>     Seconds to wait for the daemon to answer and to make
+                                  the storage writable. (default: 5.0)
+          --log-level <level>     trace, debug, info, notice, warning, error or
+                                  critical. (values: trace, debug, info, notice,
+                                  warning, error, critical; default: info)
+          -h, --help              Show help information.
+
+
+        """
+
+    /// What a usage error prints on stderr.
+    public static func usageErrorText(_ message: String) -> String {
+        """
+        Error: \(message)
+        Usage: \(usage)
+          See 'kvmd-pstrun --help' for more information.
+
+        """
+    }
+}
