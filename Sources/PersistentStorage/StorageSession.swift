@@ -59,7 +59,7 @@ public final class StorageSession: Sendable {
     ) async throws -> StorageSession {
         let connection = try await SessionConnection.open(to: endpoint, logger: logger)
         do {
-            let status = try await WriteAccessWait.firstWritableStatus(in: connection.updates, endpoint: endpoint)
+            let status = try await WriteAccessWait.firstWritableStatus(in: connection, endpoint: endpoint)
             let url = StorageSubdirectory.resolve(subdirectory, in: status.data.path)
             if let subdirectory, let link = subdirectory.firstSymbolicLink(below: status.data.path) {
                 throw PersistentStorageError.invalidSubdirectory(

@@ -1,5 +1,3 @@
-import NIOConcurrencyHelpers
-
 /// Waiting for the daemon to make the storage writable for a new session.
 enum WriteAccessWait {
     /// The first `storage` status with `writeAllowed == true`.
@@ -9,20 +7,22 @@ enum WriteAccessWait {
     /// runs out after one, the daemon refused rather than stayed silent, and the
     /// error says so (with its reason from `GET /state` when it gives one).
     static func firstWritableStatus(
-        in updates: AsyncThrowingStream<StorageStatus, any Error>,
+        in connection: SessionConnection,
         endpoint: DaemonEndpoint
     ) async throws -> StorageStatus {
-        let sawReadOnly = ReadOnlyFlag()
+        var sawReadOnly = false
+        let deadline = connection.finishUpdates(
+            after: endpoint.timeout,
+            throwing: .timedOut(after: endpoint.timeout, waitingFor: "the PST daemon to make the storage writable"))
+        defer { deadline.cancel() }
         do {
-            return try await withTimeout(endpoint.timeout, waitingFor: "the PST daemon to make the storage writable") {
-                for try await status in updates {
-                    if status.data.writeAllowed { return status }
-                    sawReadOnly.set()
-                }
-                try Task.checkCancellation()
-                throw PersistentStorageError.revoked(.connectionClosed)
+            for try await status in connection.updates {
+                if status.data.writeAllowed { return status }
+                sawReadOnly = true
             }
-        } catch PersistentStorageError.timedOut where sawReadOnly.isSet {
+            try Task.checkCancellation()
+            throw PersistentStorageError.revoked(.connectionClosed)
+        } catch PersistentStorageError.timedOut where sawReadOnly {
             throw PersistentStorageError.writeRefused(reason: await refusalReason(from: endpoint))
         } catch PersistentStorageError.revoked(.connectionClosed) {
             // Closing before granting access is how a daemon refuses.
@@ -42,12 +42,4 @@ enum WriteAccessWait {
         default: nil
         }
     }
-}
-
-/// Remembers, across the waiting task and its timer, that the daemon said
-/// "read-only" at least once.
-private struct ReadOnlyFlag: Sendable {
-    private let box = NIOLockedValueBox(false)
-    func set() { box.withLockedValue { $0 = true } }
-    var isSet: Bool { box.withLockedValue { $0 } }
 }

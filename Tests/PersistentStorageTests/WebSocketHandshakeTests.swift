@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+
+@testable import PersistentStorage
+
+/// The client's own opening handshake against answers a daemon should not give.
+@Suite("WebSocket opening handshake", .timeLimit(.minutes(1)))
+struct WebSocketHandshakeTests {
+    @Test("Sec-WebSocket-Accept is RFC 6455's example, and SHA-1 its test vectors")
+    func acceptValue() {
+        #expect(WebSocketClientHandshake.acceptValue(forKey: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        let hex = { (bytes: [UInt8]) in bytes.map { String(format: "%02x", $0) }.joined() }
+        #expect(hex(SHA1.digest(Array("abc".utf8))) == "a9993e364706816aba3e25717850c26c9cd0d89d")
+        #expect(hex(SHA1.digest([])) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+        // Two blocks: the padding spills over.
+        #expect(hex(SHA1.digest(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)))
+            == "84983e441c3bd26ebaae4aa1f95129e5e54670f1")
+    }
+
+    /// The key the client sent, from its request head.
+    private static func key(in head: String) -> String {
+        head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("sec-websocket-key:") }
+            .map { String($0.dropFirst("sec-websocket-key:".count).trimmingCharacters(in: .whitespaces)) } ?? ""
+    }
+
+    private func openError(answer: @escaping @Sendable (String) -> String?, trailing: [UInt8] = [], timeout: Duration = .seconds(5)) async throws -> PersistentStorageError? {
+        try await CannedAnswerServer.withServer(answer: { head in answer(head).map { Array($0.utf8) + trailing } }) { socketPath in
+            do {
+                let session = try await PersistentStorage(socketPath: socketPath, timeout: timeout).openSession()
+                await session.close()
+                return nil
+            } catch let error as PersistentStorageError {
+                return error
+            }
+        }
+    }
+
+    @Test("the request is a GET /ws upgrade with Host, a version and a fresh key")
+    func request() async throws {
+        let heads = LockedHeads()
+        _ = try await openError(answer: { head in heads.append(head); return "HTTP/1.1 503 Service Unavailable\r\n\r\n" })
+        _ = try await openError(answer: { head in heads.append(head); return "HTTP/1.1 503 Service Unavailable\r\n\r\n" })
+        let all = heads.all
+        #expect(all.count == 2)
+        let lines = all.first?.split(separator: "\r\n").map(String.init) ?? []
+        #expect(lines.first == "GET /ws HTTP/1.1")
+        for header in ["Host: localhost", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"] {
+            #expect(lines.contains(header))
+        }
+        #expect(Data(base64Encoded: Self.key(in: all[0]))?.count == 16)
+        #expect(Self.key(in: all[0]) != Self.key(in: all[1]))
+    }
+
+    @Test("a refusal names the daemon's status line")
+    func refused() async throws {
+        let error = try await openError(answer: { _ in "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n" })
+        #expect(error == .protocolViolation("the daemon did not accept the WebSocket upgrade of GET /ws: 503 Service Unavailable"))
+    }
+
+    @Test("a 101 with the wrong accept value is not a WebSocket")
+    func wrongAccept() async throws {
+        let error = try await openError(answer: { _ in
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IGl0\r\n\r\n"
+        })
+        #expect(error == .protocolViolation("the daemon's 101 answer to GET /ws has a wrong Sec-WebSocket-Accept"))
+    }
+
+    @Test("a 101 without the upgrade headers is not a WebSocket")
+    func missingUpgradeHeaders() async throws {
+        let error = try await openError(answer: { head in
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: \(WebSocketClientHandshake.acceptValue(forKey: Self.key(in: head)))\r\n\r\n"
+        })
+        #expect(error == .protocolViolation("the daemon's 101 answer to GET /ws lacks Upgrade: websocket or Connection: Upgrade"))
+    }
+
+    @Test("an answer that is not HTTP, or a head without end, is a protocol violation")
+    func garbage() async throws {
+        #expect(try await openError(answer: { _ in "SSH-2.0-OpenSSH\r\n\r\n" })
+            == .protocolViolation("the daemon's answer to GET /ws is not HTTP: SSH-2.0-OpenSSH"))
+        #expect(try await openError(answer: { _ in "HTTP/1.1 101 Switching Protocols\r\n" + String(repeating: "X-Filler: y\r\n", count: 2000) })
+            == .protocolViolation("the daemon's answer to GET /ws has no end of head within 16384 bytes"))
+    }
+
+    @Test("a daemon that never answers the upgrade times out")
+    func silent() async throws {
+        let error = try await openError(answer: { _ in nil }, timeout: .milliseconds(300))
+        #expect(error == .timedOut(after: .milliseconds(300), waitingFor: "the WebSocket upgrade of GET /ws"))
+    }
+
+    @Test("a correct 101 with the first event in the same segment opens the session")
+    func acceptedWithEvent() async throws {
+        let event = StorageEvent.storage(StorageStatus(clients: 1, data: .init(path: "/tmp", writeAllowed: true))).encodedText()
+        let frame = [0x81, UInt8(event.utf8.count)] + Array(event.utf8)
+        let error = try await openError(answer: { head in
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n"
+                + "Sec-WebSocket-Accept:  \(WebSocketClientHandshake.acceptValue(forKey: Self.key(in: head)))\t\r\n\r\n"
+        }, trailing: frame)
+        #expect(error == nil)
+    }
+}
+
+private final class LockedHeads: @unchecked Sendable {
+    private let lock = NSLock()
+    private var heads: [String] = []
+    func append(_ head: String) { lock.withLock { heads.append(head) } }
+    var all: [String] { lock.withLock { heads } }
+}
