@@ -98,6 +98,8 @@ public struct PersistentStorageDaemon: Service {
         logger.info("persistent storage: \(location.mountPath) (from \(configuration.fstabPath):\(discovery.line)), data: \(dataPath)")
 
         let remounter = remounterOverride ?? makeRemounter(for: location)
+        // One event loop serves every connection, and the controller runs on it too.
+        let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let controller = RemountController(
             settings: .init(
                 mountPath: location.mountPath, dataPath: dataPath,
@@ -107,6 +109,7 @@ public struct PersistentStorageDaemon: Service {
                 notifier.status(
                     "\(status.clients) session(s), storage \(status.data.writeAllowed ? "read-write" : "read-only")")
             },
+            eventLoop: eventLoops.next(),
             logger: logger)
 
         await controller.prepareStorage()
@@ -115,11 +118,11 @@ public struct PersistentStorageDaemon: Service {
         do {
             watcher = try MountTableWatcher(recheckInterval: configuration.mountRecheckInterval)
         } catch {
+            try? await eventLoops.shutdownGracefully()
             throw DaemonStartError.mountWatch(error.description)
         }
         defer { watcher.stop() }
 
-        let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server: DaemonServer
         do {
             server = try await DaemonServer.start(

@@ -114,7 +114,9 @@ struct RemountControllerTests {
     @Test("a session that arrives during the RO retry cancels it and is served RW at once")
     func sessionDuringReadOnlyRetry() async throws {
         let remounter = RecordingRemounter(latency: .milliseconds(1))
-        let tests = RemountControllerTests(remounter: remounter, retryDelay: .milliseconds(200))
+        // Long enough that a loaded machine (the whole suite runs at once)
+        // cannot let the retry fire before the second session opens.
+        let tests = RemountControllerTests(remounter: remounter, retryDelay: .seconds(1))
         remounter.fail(.readOnly, reason: "busy")
         let first = RecordingSession()
         let firstID = try #require(await tests.controller.sessionDidOpen(first))
@@ -127,7 +129,7 @@ struct RemountControllerTests {
         #expect(second.received.first?.data.writeAllowed == true)
         // Longer than the retry delay: a retry that was not cancelled would
         // have made the storage read-only under the open session.
-        try await Task.sleep(for: .milliseconds(400))
+        try await Task.sleep(for: .milliseconds(1500))
         #expect(remounter.calls == [.readWrite, .readOnly])
         #expect(remounter.isWritable)
 

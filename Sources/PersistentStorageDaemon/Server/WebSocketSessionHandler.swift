@@ -133,20 +133,22 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
     /// Registers with the controller, then unregisters when the connection
     /// closes, in that order even when the peer hangs up at once.
     private func runSession(on channel: any Channel) {
-        let controller = controller
         let peer = peer
         let logger = logger
         let connection = ChannelSessionConnection(channel: channel)
-        Task {
-            guard let id = await controller.sessionDidOpen(connection) else {
+        controller.onController { controller in
+            guard let id = controller.sessionDidOpen(connection) else {
                 logger.warning("refused a session from \(peer): too many sessions, or shutting down")
                 connection.close(code: .policyViolation)
                 return
             }
             logger.info("session \(id) opened: \(peer)")
-            try? await channel.closeFuture.get()
-            await controller.sessionDidClose(id)
-            logger.info("session \(id) closed: \(peer)")
+            channel.closeFuture.whenComplete { _ in
+                controller.onController { controller in
+                    controller.sessionDidClose(id)
+                    logger.info("session \(id) closed: \(peer)")
+                }
+            }
         }
     }
 }
