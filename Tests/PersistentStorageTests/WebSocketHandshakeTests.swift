@@ -8,7 +8,7 @@ import Testing
 struct WebSocketHandshakeTests {
     @Test("Sec-WebSocket-Accept is RFC 6455's example, and SHA-1 its test vectors")
     func acceptValue() {
-        #expect(WebSocketClientHandshake.acceptValue(forKey: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        #expect(WebSocketAccept.value(forKey: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
         let hex = { (bytes: [UInt8]) in bytes.map { String(format: "%02x", $0) }.joined() }
         #expect(hex(SHA1.digest(Array("abc".utf8))) == "a9993e364706816aba3e25717850c26c9cd0d89d")
         #expect(hex(SHA1.digest([])) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
@@ -68,7 +68,7 @@ struct WebSocketHandshakeTests {
     @Test("a 101 without the upgrade headers is not a WebSocket")
     func missingUpgradeHeaders() async throws {
         let error = try await openError(answer: { head in
-            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: \(WebSocketClientHandshake.acceptValue(forKey: Self.key(in: head)))\r\n\r\n"
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: \(WebSocketAccept.value(forKey: Self.key(in: head)))\r\n\r\n"
         })
         #expect(error == .protocolViolation("the daemon's 101 answer to GET /ws lacks Upgrade: websocket or Connection: Upgrade"))
     }
@@ -93,7 +93,7 @@ struct WebSocketHandshakeTests {
         let frame = [0x81, UInt8(event.utf8.count)] + Array(event.utf8)
         let error = try await openError(answer: { head in
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n"
-                + "Sec-WebSocket-Accept:  \(WebSocketClientHandshake.acceptValue(forKey: Self.key(in: head)))\t\r\n\r\n"
+                + "Sec-WebSocket-Accept:  \(WebSocketAccept.value(forKey: Self.key(in: head)))\t\r\n\r\n"
         }, trailing: frame)
         #expect(error == nil)
     }

@@ -86,8 +86,9 @@ final class DaemonServer: Sendable {
         static let httpErrors = "pst-http-close-on-error"
     }
 
-    /// The pipeline of one connection: HTTP first; after an upgrade on `/ws`
-    /// the HTTP handlers are swapped for the session's.
+    /// The pipeline of one connection: the request deadline, then the fast
+    /// path for a session's upgrade, which makes way for either the session's
+    /// handlers or the HTTP ones (see ``UpgradeFastPath``).
     static func configureConnection(
         _ channel: any Channel, peer: PeerCredentials, peerIsAllowed: Bool,
         settings: Settings, controller: RemountController, logger: Logger
@@ -95,7 +96,43 @@ final class DaemonServer: Sendable {
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(
             RequestDeadlineHandler(timeout: TimeAmount(settings.httpIdleTimeout), logger: logger), name: HandlerName.deadline)
+        let routes = UpgradeFastPath.Routes(
+            admitsSession: { peerIsAllowed && controller.acceptsSessionsNow },
+            addSessionHandlers: { pipeline in
+                try pipeline.addHandlers(
+                    WebSocketFrameEncoder(),
+                    ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: settings.maxFrameSize)),
+                    WebSocketProtocolErrorHandler())
+                try addSessionHandlers(to: pipeline, peer: peer, settings: settings, controller: controller, logger: logger)
+            },
+            addHTTPHandlers: { pipeline in
+                try addHTTPHandlers(
+                    to: pipeline, peer: peer, peerIsAllowed: peerIsAllowed, settings: settings, controller: controller, logger: logger)
+            },
+            deadlineHandlerName: HandlerName.deadline)
+        try pipeline.addHandler(UpgradeFastPath(routes: routes, maximumHeadSize: settings.maxRequestHeaderSize))
+    }
 
+    /// After the WebSocket codec: whole messages, the session, and closing on errors.
+    private static func addSessionHandlers(
+        to pipeline: ChannelPipeline.SynchronousOperations, peer: PeerCredentials,
+        settings: Settings, controller: RemountController, logger: Logger
+    ) throws {
+        try pipeline.addHandler(NIOWebSocketFrameAggregator(
+            minNonFinalFragmentSize: 0,
+            maxAccumulatedFrameCount: 256,
+            maxAccumulatedFrameSize: settings.maxFrameSize))
+        try pipeline.addHandler(WebSocketSessionHandler(
+            controller: controller, peer: peer, heartbeat: settings.heartbeat, logger: logger))
+        try pipeline.addHandler(CloseOnErrorHandler(logger: logger))
+    }
+
+    /// HTTP: NIO's parser and upgrader, then our routes. After an upgrade on
+    /// `/ws` the HTTP handlers are swapped for the session's.
+    private static func addHTTPHandlers(
+        to pipeline: ChannelPipeline.SynchronousOperations, peer: PeerCredentials, peerIsAllowed: Bool,
+        settings: Settings, controller: RemountController, logger: Logger
+    ) throws {
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: settings.maxFrameSize,
             automaticErrorHandling: true,
@@ -107,14 +144,8 @@ final class DaemonServer: Sendable {
             },
             upgradePipelineHandler: { channel, _ in
                 channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHandler(NIOWebSocketFrameAggregator(
-                        minNonFinalFragmentSize: 0,
-                        maxAccumulatedFrameCount: 256,
-                        maxAccumulatedFrameSize: settings.maxFrameSize))
-                    try pipeline.addHandler(WebSocketSessionHandler(
-                        controller: controller, peer: peer, heartbeat: settings.heartbeat, logger: logger))
-                    try pipeline.addHandler(CloseOnErrorHandler(logger: logger))
+                    try addSessionHandlers(
+                        to: channel.pipeline.syncOperations, peer: peer, settings: settings, controller: controller, logger: logger)
                 }
             })
 
