@@ -231,13 +231,23 @@ struct BenchmarkRun {
             for clients in workload.churnClients {
                 log("churn with \(clients) client(s)")
                 _ = try await churn(context.storage, clients: clients, budget: SessionBudget(sessions: clients * 4))
+                let daemonCPUBefore = context.usage.cpuSeconds
+                let clientCPUBefore = ProcessUsage.of(getpid()).cpuSeconds
                 let result = try await churn(context.storage, clients: clients,
                                              budget: SessionBudget(until: clock.now + workload.churnDuration))
+                // CPU time per session moves far less with the machine's
+                // other load than sessions per second do.
+                let daemonCPU = (context.usage.cpuSeconds - daemonCPUBefore) / Double(max(result.sessions, 1))
+                let clientCPU = (ProcessUsage.of(getpid()).cpuSeconds - clientCPUBefore) / Double(max(result.sessions, 1))
                 let rate = Double(result.sessions) / result.elapsed.seconds
                 let target: (String, Bool)? = clients == 16 ? ("≥ 5,000/s", rate >= 5000) : nil
                 figures.append(.value("churn_\(clients)", "churn, \(clients) client(s)", rate.rounded(), unit: "sessions/s",
                                       target: target?.0, met: target?.1))
                 figures.append(.latency("churn_\(clients)_session", "churn, \(clients) client(s): one open+close", result.latency))
+                figures.append(.value("churn_\(clients)_daemon_cpu", "churn, \(clients) client(s): daemon CPU per session",
+                                      (daemonCPU * 1e6).rounded(), unit: "µs CPU"))
+                figures.append(.value("churn_\(clients)_client_cpu", "churn, \(clients) client(s): client CPU per session",
+                                      (clientCPU * 1e6).rounded(), unit: "µs CPU"))
             }
         } catch {
             await holder.close()
