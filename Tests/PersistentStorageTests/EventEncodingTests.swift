@@ -60,4 +60,38 @@ struct EventEncodingTests {
         #expect(try StorageEvent(decoding: Array(#"{"event_type":"pong","event":[1,2]}"#.utf8)) == .pong)
         #expect(try StorageEvent(decoding: Array(#"{"event_type":"loop"}"#.utf8)) == .loop)
     }
+
+    /// What the fast path must take, and what it must leave to JSONDecoder.
+    static let plainInputs: [(String, StorageEvent?)] = [
+        (#"{"event":{"clients":1,"data":{"path":"/var/lib/kvmd/pst/data","write_allowed":true}},"event_type":"storage"}"#,
+         .storage(StorageStatus(clients: 1, data: .init(path: "/var/lib/kvmd/pst/data", writeAllowed: true)))),
+        // The Python daemon's json.dumps: spaces, the other key order.
+        (#"{"event_type": "storage", "event": {"clients": 0, "data": {"write_allowed": false, "path": "/pst/ünï"}}}"#,
+         .storage(StorageStatus(clients: 0, data: .init(path: "/pst/ünï", writeAllowed: false)))),
+        (" {\n\t\"event_type\" : \"loop\" , \"event\" : { } } \r\n", .loop),
+        (#"{"event_type": "pong"}"#, .pong),
+        (#"{"event_type": "news", "event": {}}"#, .unknown(type: "news")),
+        // Left to JSONDecoder: escapes, other keys, other numbers, duplicates, nesting.
+        (#"{"event_type": "storage", "event": {"clients": 1, "data": {"path": "/a\\/b", "write_allowed": true}}}"#, nil),
+        (#"{"event_type": "storage", "event": {"clients": 1, "data": {"path": "/a", "write_allowed": true, "x": 1}}}"#, nil),
+        (#"{"event_type": "storage", "event": {"clients": 1.0, "data": {"path": "/a", "write_allowed": true}}}"#, nil),
+        (#"{"event_type": "storage", "event": {"clients": 01, "data": {"path": "/a", "write_allowed": true}}}"#, nil),
+        (#"{"event_type": "loop", "event_type": "ping"}"#, nil),
+        (#"{"event_type": "loop", "event": [1]}"#, nil),
+        (#"{"event_type": "storage", "event": {}}"#, nil),
+        (#"{"event_type": "storage"}"#, nil),
+        (#"{"event_type": "loop"} x"#, nil),
+        (#"{"event_type": "loop""#, nil),
+        ("", nil),
+    ]
+
+    @Test("the plain-JSON fast path reads what daemons send, and agrees with JSONDecoder", arguments: plainInputs)
+    func plainJSON(text: String, expected: StorageEvent?) {
+        let bytes = Array(text.utf8)
+        let fast = bytes.withUnsafeBufferPointer(StorageEvent.init(plainJSON:))
+        #expect(fast == expected)
+        let slow = try? StorageEvent(decodingWithJSONDecoder: bytes)
+        if let fast { #expect(slow == fast) }
+        #expect((try? StorageEvent(decoding: bytes)) == slow)
+    }
 }

@@ -171,8 +171,11 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
 
     /// Why `head` is not an acceptance of the upgrade, or nil if it is.
     private func problem(withHead head: String) -> String? {
-        let lines = head.split(separator: "\r\n", omittingEmptySubsequences: true)
-        guard let statusLine = lines.first else { return "the daemon's answer to GET /ws is empty" }
+        // Lines by bytes: Character-wise splitting was a tenth of the handshake.
+        let lines = head.utf8.split(separator: UInt8(ascii: "\n")).map { line in
+            Substring(line.last == UInt8(ascii: "\r") ? line.dropLast() : line)
+        }
+        guard let statusLine = lines.first(where: { !$0.isEmpty }) else { return "the daemon's answer to GET /ws is empty" }
         let statusParts = statusLine.split(separator: " ", maxSplits: 2)
         guard statusParts.count >= 2, statusParts[0].hasPrefix("HTTP/1.") else {
             return "the daemon's answer to GET /ws is not HTTP: \(statusLine.prefix(80))"
@@ -184,24 +187,31 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
         var connection = false
         var accept: Substring?
         for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let name = line[..<colon].lowercased()
+            guard let colon = line.utf8.firstIndex(of: UInt8(ascii: ":")) else { continue }
+            let name = line[..<colon]
             let value = Self.trimmed(line[line.index(after: colon)...])
-            switch name {
-            case "upgrade": upgrade = upgrade || value.lowercased() == "websocket"
-            case "connection":
-                connection = connection || value.lowercased().split(separator: ",").contains { Self.trimmed($0) == "upgrade" }
-            case "sec-websocket-accept": accept = value
-            default: break
+            if Self.equalsIgnoringCase(name, "upgrade") {
+                upgrade = upgrade || Self.equalsIgnoringCase(value, "websocket")
+            } else if Self.equalsIgnoringCase(name, "connection") {
+                connection = connection || value.split(separator: ",").contains { Self.equalsIgnoringCase(Self.trimmed($0), "upgrade") }
+            } else if Self.equalsIgnoringCase(name, "sec-websocket-accept") {
+                accept = value
             }
         }
         guard upgrade, connection else {
             return "the daemon's 101 answer to GET /ws lacks Upgrade: websocket or Connection: Upgrade"
         }
-        guard accept.map(String.init) == expectedAccept else {
+        guard let accept, accept.utf8.elementsEqual(expectedAccept.utf8) else {
             return "the daemon's 101 answer to GET /ws has a wrong Sec-WebSocket-Accept"
         }
         return nil
+    }
+
+    /// ASCII case-insensitive equality with a lowercase word.
+    private static func equalsIgnoringCase(_ text: Substring, _ lowercase: StaticString) -> Bool {
+        let word = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        return text.utf8.count == word.count
+            && zip(text.utf8, word).allSatisfy { ($0 >= 65 && $0 <= 90 ? $0 + 32 : $0) == $1 }
     }
 }
 
