@@ -126,6 +126,21 @@ struct SessionWireTests {
         }
     }
 
+    @Test("a fragmented control frame ends the session with 1002", .enabled(if: RealMounts.enabled))
+    func fragmentedControlFrameEndsSession() async throws {
+        try await withDaemonTestBed { bed in
+            let session = try bed.openSession()
+            _ = try DaemonTestBed.nextStorageEvent(on: session)
+            try session.sendFrame(RawWebSocketFrame(fin: false, opcode: RawWebSocketFrame.ping, payload: [1]))
+            var closeCode: UInt16?
+            while let frame = try session.readFrame() {
+                if frame.opcode == RawWebSocketFrame.close { closeCode = frame.closeCode }
+            }
+            #expect(closeCode == 1002)
+            #expect(try await eventually { try bed.clients() == 0 })
+        }
+    }
+
     @Test("a peer that does not answer pings is dropped after the heartbeat", .enabled(if: RealMounts.enabled))
     func heartbeatDropsSilentPeer() async throws {
         try await withDaemonTestBed(arguments: ["--heartbeat", "0.4"]) { bed in

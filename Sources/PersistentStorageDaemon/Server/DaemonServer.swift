@@ -101,8 +101,7 @@ final class DaemonServer: Sendable {
             addSessionHandlers: { pipeline in
                 try pipeline.addHandlers(
                     WebSocketFrameEncoder(),
-                    ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: settings.maxFrameSize)),
-                    WebSocketProtocolErrorHandler())
+                    ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: settings.maxFrameSize)))
                 try addSessionHandlers(to: pipeline, peer: peer, settings: settings, controller: controller, logger: logger)
             },
             addHTTPHandlers: { pipeline in
@@ -113,7 +112,8 @@ final class DaemonServer: Sendable {
         try pipeline.addHandler(UpgradeFastPath(routes: routes, maximumHeadSize: settings.maxRequestHeaderSize))
     }
 
-    /// After the WebSocket codec: whole messages, the session, and closing on errors.
+    /// After the WebSocket codec: whole messages, then the session, which
+    /// also answers frame errors (close code, then hang up).
     private static func addSessionHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations, peer: PeerCredentials,
         settings: Settings, controller: RemountController, logger: Logger
@@ -124,7 +124,6 @@ final class DaemonServer: Sendable {
             maxAccumulatedFrameSize: settings.maxFrameSize))
         try pipeline.addHandler(WebSocketSessionHandler(
             controller: controller, peer: peer, heartbeat: settings.heartbeat, logger: logger))
-        try pipeline.addHandler(CloseOnErrorHandler(logger: logger))
     }
 
     /// HTTP: NIO's parser and upgrader, then our routes. After an upgrade on
@@ -135,7 +134,8 @@ final class DaemonServer: Sendable {
     ) throws {
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: settings.maxFrameSize,
-            automaticErrorHandling: true,
+            // WebSocketSessionHandler answers frame errors itself.
+            automaticErrorHandling: false,
             shouldUpgrade: { channel, head in
                 guard peerIsAllowed, head.uri.split(separator: "?").first == "/ws" else {
                     return channel.eventLoop.makeSucceededFuture(nil)

@@ -51,8 +51,13 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
             if buffer.readableBytes > maximumHeadSize { handOver(to: routes.addHTTPHandlers, context: context) }
             return
         }
-        let head = buffer.getString(at: buffer.readerIndex, length: headLength) ?? ""
-        guard let key = Self.webSocketKey(inUpgradeHead: head), routes.admitsSession() else {
+        let key = buffer.withUnsafeReadableBytes { raw -> String? in
+            let head = UnsafeBufferPointer(rebasing: raw.assumingMemoryBound(to: UInt8.self)[0..<headLength])
+            return Self.webSocketKeyRange(inUpgradeHead: head).map {
+                String(decoding: UnsafeBufferPointer(rebasing: head[$0]), as: UTF8.self)
+            }
+        }
+        guard let key, routes.admitsSession() else {
             handOver(to: routes.addHTTPHandlers, context: context)
             return
         }
@@ -102,44 +107,80 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
     /// The `Sec-WebSocket-Key` of `head` if it is a plain, well-formed
     /// WebSocket upgrade of `GET /ws` (RFC 6455 4.2.1) with no body;
     /// nil for anything else, which then goes the HTTP pipeline's way.
+    /// Scanned as bytes: this runs for every session.
     static func webSocketKey(inUpgradeHead head: String) -> Substring? {
-        var lines = head.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).makeIterator()
-        guard let requestLine = lines.next(), Substring(requestLine) == "GET /ws HTTP/1.1\r" else { return nil }
-        var key: Substring?
+        var head = head
+        return head.withUTF8 { bytes -> Substring? in
+            guard let range = webSocketKeyRange(inUpgradeHead: bytes) else { return nil }
+            return Substring(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+        }
+    }
+
+    private static func webSocketKeyRange(inUpgradeHead bytes: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
+        let requestLine = "GET /ws HTTP/1.1\r\n".utf8
+        guard bytes.starts(with: requestLine) else { return nil }
+        var key: Range<Int>?
         var hasVersion = false
         var upgradesToWebSocket = false
         var connectionUpgrades = false
-        while let rawLine = lines.next() {
-            // Every line ends in CRLF; the head ends with an empty one.
-            guard rawLine.last == UInt8(ascii: "\r") else { return nil }
-            let line = Substring(rawLine.dropLast())
-            if line.isEmpty { break }
-            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex,
-                line[..<colon].utf8.allSatisfy(Self.isTokenByte)
+        var lineStart = requestLine.count
+        while lineStart < bytes.count {
+            guard let newline = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")),
+                newline > lineStart, bytes[newline - 1] == UInt8(ascii: "\r")
             else { return nil }
-            let value = Self.trimmed(line[line.index(after: colon)...])
-            guard value.utf8.allSatisfy({ $0 == 9 || ($0 >= 32 && $0 != 127) }) else { return nil }
-            switch line[..<colon].lowercased() {
-            case "sec-websocket-key":
+            let lineEnd = newline - 1
+            defer { lineStart = newline + 1 }
+            if lineEnd == lineStart { break }  // the blank line
+            guard let colon = bytes[lineStart..<lineEnd].firstIndex(of: UInt8(ascii: ":")), colon > lineStart,
+                bytes[lineStart..<colon].allSatisfy(isTokenByte)
+            else { return nil }
+            let value = trimmed(colon + 1..<lineEnd, in: bytes)
+            guard bytes[value].allSatisfy({ $0 == 9 || ($0 >= 32 && $0 != 127) }) else { return nil }
+            let name = bytes[lineStart..<colon]
+            if equalsIgnoringCase(name, "sec-websocket-key") {
                 guard key == nil, !value.isEmpty else { return nil }
                 key = value
-            case "sec-websocket-version":
-                guard !hasVersion, value == "13" else { return nil }
+            } else if equalsIgnoringCase(name, "sec-websocket-version") {
+                guard !hasVersion, bytes[value].elementsEqual("13".utf8) else { return nil }
                 hasVersion = true
-            case "upgrade":
-                upgradesToWebSocket = upgradesToWebSocket || Self.tokens(value).contains("websocket")
-            case "connection":
-                connectionUpgrades = connectionUpgrades || Self.tokens(value).contains("upgrade")
-            case "content-length":
-                guard value == "0" else { return nil }
-            case "transfer-encoding":
+            } else if equalsIgnoringCase(name, "upgrade") {
+                upgradesToWebSocket = upgradesToWebSocket || containsToken("websocket", in: value, of: bytes)
+            } else if equalsIgnoringCase(name, "connection") {
+                connectionUpgrades = connectionUpgrades || containsToken("upgrade", in: value, of: bytes)
+            } else if equalsIgnoringCase(name, "content-length") {
+                guard bytes[value].elementsEqual("0".utf8) else { return nil }
+            } else if equalsIgnoringCase(name, "transfer-encoding") {
                 return nil
-            default:
-                break
             }
         }
         guard let key, hasVersion, upgradesToWebSocket, connectionUpgrades else { return nil }
         return key
+    }
+
+    /// ASCII case-insensitive equality with a lowercase word.
+    private static func equalsIgnoringCase(_ text: Slice<UnsafeBufferPointer<UInt8>>, _ lowercase: StaticString) -> Bool {
+        let word = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        return text.count == word.count && zip(text, word).allSatisfy { ($0 >= 65 && $0 <= 90 ? $0 + 32 : $0) == $1 }
+    }
+
+    /// Whether a comma-separated value has `token`, in any case.
+    private static func containsToken(_ token: StaticString, in value: Range<Int>, of bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var start = value.lowerBound
+        while start <= value.upperBound {
+            let end = bytes[start..<value.upperBound].firstIndex(of: UInt8(ascii: ",")) ?? value.upperBound
+            if equalsIgnoringCase(bytes[trimmed(start..<end, in: bytes)], token) { return true }
+            start = end + 1
+        }
+        return false
+    }
+
+    /// `range` without the spaces and tabs around it.
+    private static func trimmed(_ range: Range<Int>, in bytes: UnsafeBufferPointer<UInt8>) -> Range<Int> {
+        var lower = range.lowerBound
+        var upper = range.upperBound
+        while lower < upper, bytes[lower] == 32 || bytes[lower] == 9 { lower += 1 }
+        while upper > lower, bytes[upper - 1] == 32 || bytes[upper - 1] == 9 { upper -= 1 }
+        return lower..<upper
     }
 
     /// RFC 9110 5.6.2 `tchar`.
@@ -150,18 +191,5 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
         default:
             "!#$%&'*+-.^_`|~".utf8.contains(byte)
         }
-    }
-
-    private static func trimmed(_ text: Substring) -> Substring {
-        let isBlank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let first = text.firstIndex(where: { !isBlank($0) }), let last = text.lastIndex(where: { !isBlank($0) }) else {
-            return ""
-        }
-        return text[first...last]
-    }
-
-    /// A comma-separated header value's tokens, lowercased.
-    private static func tokens(_ value: Substring) -> [String] {
-        value.split(separator: ",").map { trimmed($0).lowercased() }
     }
 }

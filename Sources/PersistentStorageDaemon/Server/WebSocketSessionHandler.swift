@@ -73,7 +73,13 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.info("session error (\(peer)): \(error)")
-        context.close(promise: nil)
+        // A frame the decoder rejects gets the close code RFC 6455 7.4.1
+        // names for it before the connection goes; anything else just closes it.
+        if let error = error as? NIOWebSocketError {
+            close(context: context, code: error == .invalidFrameLength ? .messageTooLarge : .protocolError)
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     private static let knownOpcodes: [WebSocketOpcode] = [.continuation, .text, .binary, .connectionClose, .ping, .pong]
