@@ -57,9 +57,9 @@ public final class StorageSession: Sendable {
         subdirectory: StorageSubdirectory?,
         logger: Logger
     ) async throws -> StorageSession {
-        let connection = try await SessionConnection.open(to: endpoint, logger: logger)
+        let connection = try await WriteAccessWait.open(at: endpoint, logger: logger)
         do {
-            let status = try await WriteAccessWait.firstWritableStatus(in: connection, endpoint: endpoint)
+            let status = connection.firstWritableStatus
             let url = StorageSubdirectory.resolve(subdirectory, in: status.data.path)
             if let subdirectory, let link = subdirectory.firstSymbolicLink(below: status.data.path) {
                 throw PersistentStorageError.invalidSubdirectory(

@@ -2,49 +2,69 @@ import Logging
 import NIOCore
 import NIOWebSocket
 
-/// An upgraded `/ws` connection: the channel and the status updates it delivers.
+/// An upgraded `/ws` connection on which the daemon has granted write
+/// access: the channel, the status that granted it, and the updates after it.
 struct SessionConnection: Sendable {
     let channel: any Channel
+    let firstWritableStatus: StorageStatus
     let updates: StorageEventHandler.Updates
-    private let continuation: StorageEventHandler.Updates.Continuation
 
     /// Events are a few hundred bytes; a frame or message far larger is not the daemon.
     static let maximumMessageSize = 64 * 1024
 
-    /// Connects to `endpoint` and upgrades `GET /ws` to a WebSocket.
+    /// Connects to `endpoint`, upgrades `GET /ws` to a WebSocket, and waits
+    /// until the daemon reports the storage writable: one wait for both, so
+    /// the caller's task is woken once rather than once per step.
+    ///
+    /// - Throws: the handshake's ``PersistentStorageError``, or a
+    ///   ``WriteAccessWait/Failure`` if write access was not granted (the
+    ///   connection is closed then).
     static func open(to endpoint: DaemonEndpoint, logger: Logger) async throws -> SessionConnection {
         let (updates, continuation) = StorageEventHandler.Updates.makeStream()
-        let (channel, upgraded) = try await endpoint.connect { channel in
+        let (channel, writeAccess) = try await endpoint.connect { channel in
             channel.eventLoop.makeCompletedFuture {
                 let upgraded = channel.eventLoop.makePromise(of: Void.self)
+                let writeAccess = channel.eventLoop.makePromise(of: StorageStatus.self)
                 let handshake = WebSocketClientHandshake(path: "/ws", timeout: endpoint.timeout, upgraded: upgraded) { pipeline in
-                    try addFrameHandlers(to: pipeline, updates: continuation, logger: logger)
+                    try addFrameHandlers(
+                        to: pipeline, updates: continuation, writeAccess: writeAccess, timeout: endpoint.timeout, logger: logger)
                 }
-                try channel.pipeline.syncOperations.addHandler(handshake)
-                return (channel, upgraded.futureResult)
+                do {
+                    try channel.pipeline.syncOperations.addHandler(handshake)
+                } catch {
+                    upgraded.fail(error)
+                    writeAccess.fail(error)
+                    throw error
+                }
+                // A failed handshake fails the wait too (the event handler,
+                // which settles it otherwise, is never added then).
+                upgraded.futureResult.cascadeFailure(to: writeAccess)
+                return (channel, writeAccess.futureResult)
             }
         }
         do {
-            // The handshake times itself out; closing the channel is how a
-            // cancelled caller stops it early.
-            try await withTaskCancellationHandler {
-                try await upgraded.get()
+            // Both steps time themselves out; closing the channel is how a
+            // cancelled caller stops them early.
+            let status = try await withTaskCancellationHandler {
+                try await writeAccess.get()
             } onCancel: {
                 channel.close(promise: nil)
             }
             try Task.checkCancellation()
+            return SessionConnection(channel: channel, firstWritableStatus: status, updates: updates)
         } catch {
             continuation.finish()
             try? await channel.close()
             throw error
         }
-        return SessionConnection(channel: channel, updates: updates, continuation: continuation)
     }
 
     /// What follows the handshake: frames in and out, whole messages, events.
     private static func addFrameHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations,
         updates: StorageEventHandler.Updates.Continuation,
+        writeAccess: EventLoopPromise<StorageStatus>,
+        timeout: Duration,
         logger: Logger
     ) throws {
         try pipeline.addHandlers(
@@ -59,16 +79,8 @@ struct SessionConnection: Sendable {
             ),
             // StorageEventHandler answers protocol errors itself, so that the
             // session learns why it ended before the connection closes.
-            StorageEventHandler(updates: updates, logger: logger)
+            StorageEventHandler(updates: updates, writeAccess: writeAccess, timeout: timeout, logger: logger)
         )
     }
 
-    /// Ends ``updates`` with `error` after `timeout`, unless cancelled first:
-    /// a deadline for whoever waits on them, kept on the event loop.
-    func finishUpdates(after timeout: Duration, throwing error: PersistentStorageError) -> Scheduled<Void> {
-        let continuation = continuation
-        return channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
-            continuation.finish(throwing: error)
-        }
-    }
 }

@@ -17,15 +17,39 @@ final class StorageEventHandler: ChannelDuplexHandler {
 
     private let updates: Updates.Continuation
     private let logger: Logger
+    /// Until the storage is first reported writable: who waits for that, and
+    /// for how long (see ``WriteAccessWait``). Statuses before it are not
+    /// passed on; the ones after it go to ``Updates``.
+    private var writeAccess: EventLoopPromise<StorageStatus>?
+    private let writeAccessTimeout: Duration
+    private var writeAccessDeadline: Scheduled<Void>?
+    private var sawReadOnly = false
     /// Set once we sent a close frame: the peer's close frame is then an
     /// answer, and the connection ending is what we asked for.
     private var closingByUs = false
     /// Set once the updates stream has been finished.
     private var finished = false
 
-    init(updates: Updates.Continuation, logger: Logger) {
+    init(updates: Updates.Continuation, writeAccess: EventLoopPromise<StorageStatus>, timeout: Duration, logger: Logger) {
         self.updates = updates
+        self.writeAccess = writeAccess
+        self.writeAccessTimeout = timeout
         self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        // A timer on the event loop, not a racing task: the wait is for the
+        // daemon's remount, which starts once the upgrade is done.
+        let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        writeAccessDeadline = context.eventLoop.scheduleTask(in: TimeAmount(writeAccessTimeout)) {
+            let (handler, context) = loopBound.value
+            handler.failWriteAccess(WriteAccessWait.Failure.timedOut(sawReadOnly: handler.sawReadOnly))
+            context.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        failWriteAccess(WriteAccessWait.Failure.revoked(.connectionClosed))
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -91,7 +115,19 @@ final class StorageEventHandler: ChannelDuplexHandler {
         switch event {
         case .storage(let status):
             logger.debug("PST storage event: clients=\(status.clients) write_allowed=\(status.data.writeAllowed)")
-            updates.yield(status)
+            if let waiting = writeAccess {
+                // PROTOCOL.md lets a daemon say "read-only" before its remount
+                // to read-write is done: only `true` ends the wait.
+                guard status.data.writeAllowed else {
+                    sawReadOnly = true
+                    return
+                }
+                writeAccess = nil
+                writeAccessDeadline?.cancel()
+                waiting.succeed(status)
+            } else {
+                updates.yield(status)
+            }
         case .loop, .pong:
             break
         case .ping, .unknown:
@@ -131,8 +167,20 @@ final class StorageEventHandler: ChannelDuplexHandler {
     }
 
     private func finish(throwing error: (any Error)?) {
+        if case PersistentStorageError.revoked(let reason)? = error {
+            failWriteAccess(WriteAccessWait.Failure.revoked(reason))
+        } else {
+            failWriteAccess(WriteAccessWait.Failure.revoked(.connectionClosed))
+        }
         guard !finished else { return }
         finished = true
         updates.finish(throwing: error)
+    }
+
+    private func failWriteAccess(_ failure: WriteAccessWait.Failure) {
+        guard let waiting = writeAccess else { return }
+        writeAccess = nil
+        writeAccessDeadline?.cancel()
+        waiting.fail(failure)
     }
 }

@@ -43,9 +43,14 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
         upgraded: EventLoopPromise<Void>,
         installFrameHandlers: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void
     ) {
-        var keyBytes = [UInt8](repeating: 0, count: 16)
+        // Two draws of 64 bits: every draw is a getrandom(2) call.
         var generator = SystemRandomNumberGenerator()
-        for index in keyBytes.indices { keyBytes[index] = generator.next() }
+        var keyBytes: [UInt8] = []
+        keyBytes.reserveCapacity(16)
+        for _ in 0..<2 {
+            let word: UInt64 = generator.next()
+            for shift in stride(from: 0, to: 64, by: 8) { keyBytes.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+        }
         let key = Data(keyBytes).base64EncodedString()
         expectedAccept = WebSocketAccept.value(forKey: key)
         request = ByteBuffer(string: """
