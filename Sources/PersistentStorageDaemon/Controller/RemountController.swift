@@ -59,7 +59,7 @@ actor RemountController {
     private var lastFailure: String?
     private var isShuttingDown = false
     /// The coming broadcast of a changed session count; see ``publishSoon()``.
-    private var queuedPublish: Task<Void, Never>?
+    private var queuedPublish: Scheduled<Void>?
     /// ``canAcceptSession`` as of the last change, for ``acceptsSessionsNow``.
     private let admission: Atomic<Bool>
     /// The actor's executor.
@@ -347,9 +347,9 @@ actor RemountController {
     private func publishSoon() {
         guard queuedPublish == nil, !isShuttingDown else { return }
         let delay = max(.milliseconds(20), .microseconds(50) * sessions.count)
-        queuedPublish = Task {
-            try? await Task.sleep(for: delay)
-            self.publishQueued()
+        // A timer on the actor's own event loop: no task, and no thread switch when it fires.
+        queuedPublish = eventLoop.scheduleTask(in: TimeAmount(delay)) {
+            self.assumeIsolated { $0.publishQueued() }
         }
     }
 
