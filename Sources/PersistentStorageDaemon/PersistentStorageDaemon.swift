@@ -157,6 +157,7 @@ public struct PersistentStorageDaemon: Service {
         notifier.stopping()
         // No new sessions from here on.
         await server.stopAccepting()
+        server.stopHeartbeat()
         // Every session hears `write_allowed: false`, then is closed.
         let sessionCount = await controller.endAllSessions()
         // Clients get time to stop their scripts before the storage goes read-only.

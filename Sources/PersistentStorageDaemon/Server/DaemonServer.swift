@@ -26,10 +26,12 @@ final class DaemonServer: Sendable {
 
     private let serverChannel: any Channel
     let socketFile: ListeningSocketFile.Published
+    private let heartbeat: Heartbeat?
 
-    private init(serverChannel: any Channel, socketFile: ListeningSocketFile.Published) {
+    private init(serverChannel: any Channel, socketFile: ListeningSocketFile.Published, heartbeat: Heartbeat?) {
         self.serverChannel = serverChannel
         self.socketFile = socketFile
+        self.heartbeat = heartbeat
     }
 
     /// Binds, sets mode and group, and only then makes the socket visible at
@@ -40,6 +42,10 @@ final class DaemonServer: Sendable {
         let socketFile = ListeningSocketFile(path: settings.socketPath, mode: settings.socketMode, groupID: settings.socketGroupID)
         let staging = try socketFile.makeStaging()
         let authorization = PeerAuthorization(groupID: settings.socketGroupID ?? getegid(), ownerID: geteuid())
+        // The daemon's group has one event loop, so every connection and the
+        // heartbeat share it.
+        let heartbeat = settings.heartbeat > .zero
+            ? Heartbeat(interval: settings.heartbeat, eventLoop: group.next(), logger: logger) : nil
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: group)
@@ -56,19 +62,21 @@ final class DaemonServer: Sendable {
                     PeerCredentials.of(channel).flatMapThrowing { peer in
                         try configureConnection(
                             channel, peer: peer, peerIsAllowed: authorization.allows(peer),
-                            settings: settings, controller: controller, logger: logger)
+                            settings: settings, controller: controller, heartbeat: heartbeat, logger: logger)
                     }
                 }
                 .bind(unixDomainSocketPath: staging.socketPath)
                 .get()
         } catch {
+            heartbeat?.stop()
             socketFile.discard(staging)
             throw error
         }
         do {
             let published = try socketFile.publish(staging)
-            return DaemonServer(serverChannel: channel, socketFile: published)
+            return DaemonServer(serverChannel: channel, socketFile: published, heartbeat: heartbeat)
         } catch {
+            heartbeat?.stop()
             try? await channel.close()
             throw error
         }
@@ -77,6 +85,11 @@ final class DaemonServer: Sendable {
     /// Stops accepting connections; open ones stay until closed.
     func stopAccepting() async {
         try? await serverChannel.close()
+    }
+
+    /// Ends the heartbeat; sessions still open are no longer pinged.
+    func stopHeartbeat() {
+        heartbeat?.stop()
     }
 
     /// Removes the socket file, if it is still the one this server made.
@@ -96,7 +109,7 @@ final class DaemonServer: Sendable {
     /// handlers or the HTTP ones (see ``UpgradeFastPath``).
     static func configureConnection(
         _ channel: any Channel, peer: PeerCredentials, peerIsAllowed: Bool,
-        settings: Settings, controller: RemountController, logger: Logger
+        settings: Settings, controller: RemountController, heartbeat: Heartbeat? = nil, logger: Logger
     ) throws {
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(
@@ -107,11 +120,13 @@ final class DaemonServer: Sendable {
                 try pipeline.addHandlers(
                     WebSocketFrameEncoder(),
                     ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: settings.maxFrameSize)))
-                try addSessionHandlers(to: pipeline, peer: peer, settings: settings, controller: controller, logger: logger)
+                try addSessionHandlers(
+                    to: pipeline, peer: peer, settings: settings, controller: controller, heartbeat: heartbeat, logger: logger)
             },
             addHTTPHandlers: { pipeline in
                 try addHTTPHandlers(
-                    to: pipeline, peer: peer, peerIsAllowed: peerIsAllowed, settings: settings, controller: controller, logger: logger)
+                    to: pipeline, peer: peer, peerIsAllowed: peerIsAllowed, settings: settings, controller: controller,
+                    heartbeat: heartbeat, logger: logger)
             },
             deadlineHandlerName: HandlerName.deadline)
         try pipeline.addHandler(UpgradeFastPath(routes: routes, maximumHeadSize: settings.maxRequestHeaderSize))
@@ -121,21 +136,21 @@ final class DaemonServer: Sendable {
     /// also answers frame errors (close code, then hang up).
     private static func addSessionHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations, peer: PeerCredentials,
-        settings: Settings, controller: RemountController, logger: Logger
+        settings: Settings, controller: RemountController, heartbeat: Heartbeat?, logger: Logger
     ) throws {
         try pipeline.addHandler(NIOWebSocketFrameAggregator(
             minNonFinalFragmentSize: 0,
             maxAccumulatedFrameCount: 256,
             maxAccumulatedFrameSize: settings.maxFrameSize))
         try pipeline.addHandler(WebSocketSessionHandler(
-            controller: controller, peer: peer, heartbeat: settings.heartbeat, logger: logger))
+            controller: controller, peer: peer, heartbeat: heartbeat, logger: logger))
     }
 
     /// HTTP: NIO's parser and upgrader, then our routes. After an upgrade on
     /// `/ws` the HTTP handlers are swapped for the session's.
     private static func addHTTPHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations, peer: PeerCredentials, peerIsAllowed: Bool,
-        settings: Settings, controller: RemountController, logger: Logger
+        settings: Settings, controller: RemountController, heartbeat: Heartbeat?, logger: Logger
     ) throws {
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: settings.maxFrameSize,
@@ -150,7 +165,8 @@ final class DaemonServer: Sendable {
             upgradePipelineHandler: { channel, _ in
                 channel.eventLoop.makeCompletedFuture {
                     try addSessionHandlers(
-                        to: channel.pipeline.syncOperations, peer: peer, settings: settings, controller: controller, logger: logger)
+                        to: channel.pipeline.syncOperations, peer: peer, settings: settings, controller: controller,
+                        heartbeat: heartbeat, logger: logger)
                 }
             })
 

@@ -7,21 +7,18 @@ import Synchronization
 /// One session: an upgraded `/ws` connection.
 ///
 /// It sends `loop` at once, registers with the controller (which sends the
-/// `storage` events), answers `ping` events and WebSocket pings, and keeps a
-/// heartbeat: a peer that does not answer a ping within half the interval is
-/// dropped, so a frozen client cannot keep the storage writable.
+/// `storage` events) and the ``Heartbeat``, and answers `ping` events and
+/// WebSocket pings.
 final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     private let controller: RemountController
     private let peer: PeerCredentials
-    private let heartbeat: Duration
+    private let heartbeat: Heartbeat?
     private let logger: Logger
-    private var heartbeatTask: RepeatedTask?
-    private var pongDeadline: Scheduled<Void>?
 
-    init(controller: RemountController, peer: PeerCredentials, heartbeat: Duration, logger: Logger) {
+    init(controller: RemountController, peer: PeerCredentials, heartbeat: Heartbeat?, logger: Logger) {
         self.controller = controller
         self.peer = peer
         self.heartbeat = heartbeat
@@ -31,13 +28,12 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
     func handlerAdded(context: ChannelHandlerContext) {
         // Written before the session is registered, so it always comes first.
         context.writeAndFlush(wrapOutboundOut(.text(StorageEvent.loop.encodedText(), allocator: context.channel.allocator)), promise: nil)
-        startHeartbeat(context: context)
+        heartbeat?.add(context.channel, peer: peer)
         runSession(on: context.channel)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        heartbeatTask?.cancel()
-        pongDeadline?.cancel()
+        heartbeat?.remove(context.channel)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -64,8 +60,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
         case .ping:
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
         case .pong:
-            pongDeadline?.cancel()
-            pongDeadline = nil
+            heartbeat?.pongReceived(on: context.channel)
         default:
             break  // Continuations are joined by the aggregator before this handler.
         }
@@ -106,32 +101,6 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
             .whenComplete { _ in channel.close(promise: nil) }
-    }
-
-    // MARK: - Heartbeat
-
-    private func startHeartbeat(context: ChannelHandlerContext) {
-        guard heartbeat > .zero else { return }
-        let interval = TimeAmount(heartbeat)
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let channel = context.channel
-        heartbeatTask = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
-            loopBound.value.sendHeartbeat(on: channel)
-        }
-    }
-
-    private func sendHeartbeat(on channel: any Channel) {
-        // One ping at a time: its deadline is shorter than the interval.
-        guard pongDeadline == nil else { return }
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .ping, data: channel.allocator.buffer(capacity: 0)), promise: nil)
-        let logger = logger
-        let peer = peer
-        let timeout = heartbeat / 2
-        pongDeadline = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
-            // Like the reference: no close frame, the peer is not listening anyway.
-            logger.warning("no pong within \(timeout); dropping the session of \(peer)")
-            channel.close(promise: nil)
-        }
     }
 
     // MARK: - Session lifetime
