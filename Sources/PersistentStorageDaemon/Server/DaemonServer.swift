@@ -53,11 +53,12 @@ final class DaemonServer: Sendable {
                 // net.core.somaxconn); a client that finds the queue full
                 // waits and tries again.
                 .serverChannelOption(.backlog, value: 1024)
-                // Every read a session does is small (a request head, a ping,
+                // Every read a session does is small (a request head, a pong,
                 // an event), and each channel keeps its receive buffer between
                 // reads: NIO's default of 2 KiB to start with was a third of
-                // a session's memory. It still grows for larger reads.
-                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
+                // a session's memory. It still grows for larger reads (a
+                // longer request head takes two reads).
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
                 .childChannelInitializer { channel in
                     PeerCredentials.of(channel).flatMapThrowing { peer in
                         try configureConnection(
