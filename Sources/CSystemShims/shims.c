@@ -2,6 +2,8 @@
 #include <sys/socket.h>
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <string.h>
 #include "CSystemShims.h"
 
 _Static_assert(sizeof(struct ucred) == sizeof(pst_peer_credentials), "ucred layout");
@@ -82,3 +84,10 @@ int pst_terminal_disable_suspend(int fd) {
 int pst_malloc_trim(void) { return malloc_trim(0); }
 
 int pst_limit_malloc_arenas(int count) { return mallopt(M_ARENA_MAX, count); }
+
+int pst_set_current_thread_name(const char *name) {
+    char truncated[16];
+    strncpy(truncated, name, sizeof truncated - 1);
+    truncated[sizeof truncated - 1] = '\0';
+    return pthread_setname_np(pthread_self(), truncated);
+}

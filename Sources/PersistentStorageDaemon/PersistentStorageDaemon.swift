@@ -1,5 +1,11 @@
 import CSystemShims
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Dispatch
+import Glibc
 import Glibc
 import Logging
 import NIOCore

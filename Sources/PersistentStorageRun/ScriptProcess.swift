@@ -1,5 +1,6 @@
 import CSystemShims
 import Glibc
+import PersistentStorage
 
 /// A started script: always the leader of a process group of its own, so
 /// signals meant for it never reach `kvmd-pstrun`'s group (or the shell's).
@@ -72,30 +73,5 @@ private final class CStringArray {
     deinit {
         for index in 0..<count { free(pointers[index]) }
         pointers.deallocate()
-    }
-}
-
-/// A plain detached pthread, for one blocking call.
-private enum DetachedThread {
-    private final class Body {
-        let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-    }
-
-    static func run(_ body: @escaping @Sendable () -> Void) {
-        let context = Unmanaged.passRetained(Body(body)).toOpaque()
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        defer { pthread_attr_destroy(&attributes) }
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        var thread = pthread_t()
-        let result = pthread_create(&thread, &attributes, { context in
-            Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
-            return nil
-        }, context)
-        if result != 0 {
-            // No thread to be had (EAGAIN): block this one rather than never return.
-            Unmanaged<Body>.fromOpaque(context).takeRetainedValue().run()
-        }
     }
 }

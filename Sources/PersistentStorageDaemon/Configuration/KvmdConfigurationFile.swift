@@ -1,5 +1,4 @@
-import Foundation
-import Yams
+import Glibc
 
 /// Reads the `pst:` section of a kvmd-style YAML file, with the reference's
 /// key names:
@@ -21,25 +20,23 @@ public enum KvmdConfigurationFile {
     public static func read(path: String) throws(DaemonConfigurationError) -> ConfigurationOverrides {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            text = try readTextFile(path)
         } catch {
-            throw DaemonConfigurationError("cannot read the configuration file \(path): \(error.localizedDescription)")
+            throw DaemonConfigurationError("cannot read the configuration file \(path): \(error)")
         }
         return try parse(text, source: path)
     }
 
     public static func parse(_ text: String, source: String = "the configuration") throws(DaemonConfigurationError) -> ConfigurationOverrides {
-        let root: Node?
+        let section: KvmdYAML.Node?
         do {
-            root = try Yams.compose(yaml: text)
+            section = try KvmdYAML.topLevelValue(of: "pst", in: text)
         } catch {
-            throw DaemonConfigurationError("\(source) is not valid YAML: \(error)")
+            throw DaemonConfigurationError("\(source) is not valid YAML (or uses YAML the daemon does not read): \(error)")
         }
         var overrides = ConfigurationOverrides()
-        guard let root else { return overrides }
-        guard root.mapping != nil else { throw DaemonConfigurationError("\(source): the top level is not a mapping") }
-        guard let pst = root["pst"] else { return overrides }
-        guard pst.mapping != nil else { throw DaemonConfigurationError("\(source): pst is not a mapping") }
+        guard let pst = section else { return overrides }
+        guard pst.isMapping else { throw DaemonConfigurationError("\(source): pst is not a mapping") }
 
         if let unix = pst["server"]?["unix"] {
             overrides.socketPath = try string(unix, "pst.server.unix", source)
@@ -57,7 +54,7 @@ public enum KvmdConfigurationFile {
             overrides.readOnlyCleanupDelay = try seconds(value, "pst.ro_cleanup_delay", source)
         }
         if let value = pst["remount_cmd"] {
-            if let list = value.sequence {
+            if case .sequence(let list) = value {
                 overrides.remountCommand = try list.map { node throws(DaemonConfigurationError) in
                     try string(node, "pst.remount_cmd", source)
                 }
@@ -68,13 +65,16 @@ public enum KvmdConfigurationFile {
         return overrides
     }
 
-    private static func string(_ node: Node, _ key: String, _ source: String) throws(DaemonConfigurationError) -> String {
-        guard let scalar = node.scalar else { throw DaemonConfigurationError("\(source): \(key) must be a string") }
-        return scalar.string
+    private static func string(_ node: KvmdYAML.Node, _ key: String, _ source: String) throws(DaemonConfigurationError) -> String {
+        guard case .scalar(let text, _) = node else { throw DaemonConfigurationError("\(source): \(key) must be a string") }
+        return text
     }
 
-    private static func seconds(_ node: Node, _ key: String, _ source: String) throws(DaemonConfigurationError) -> Duration {
-        guard let value = node.float ?? node.int.map(Double.init) else {
+    /// A plain (unquoted) decimal number, as YAML reads a float or an int.
+    private static func seconds(_ node: KvmdYAML.Node, _ key: String, _ source: String) throws(DaemonConfigurationError) -> Duration {
+        guard case .scalar(let text, plain: true) = node,
+            !text.isEmpty, text.allSatisfy({ "0123456789.+-eE".contains($0) }), let value = Double(text)
+        else {
             throw DaemonConfigurationError("\(source): \(key) must be a number of seconds")
         }
         return try ConfigurationValue.seconds(value, name: "\(source): \(key)")
@@ -82,8 +82,8 @@ public enum KvmdConfigurationFile {
 
     /// `0o660` (how kvmd writes it) and `0660` are octal, as Python's YAML
     /// reads them; a plain number without a leading zero is decimal.
-    private static func fileMode(_ node: Node, _ source: String) throws(DaemonConfigurationError) -> mode_t {
-        guard let text = node.scalar?.string else {
+    private static func fileMode(_ node: KvmdYAML.Node, _ source: String) throws(DaemonConfigurationError) -> mode_t {
+        guard case .scalar(let text, _) = node, !text.isEmpty else {
             throw DaemonConfigurationError("\(source): pst.server.unix_mode must be a number")
         }
         if text.hasPrefix("0") && text.count > 1 {

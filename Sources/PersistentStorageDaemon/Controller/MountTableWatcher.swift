@@ -1,5 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Dispatch
 import Glibc
+import PersistentStorage
 import Synchronization
 
 /// Wakes the daemon when the kernel's mount table changes.
@@ -34,7 +40,7 @@ final class MountTableWatcher: Sendable {
         let timeout = Int32(clamping: recheckInterval.components.seconds * 1000
             + recheckInterval.components.attoseconds / 1_000_000_000_000_000)
 
-        let thread = Thread {
+        DetachedThread.run(name: "pst-mount-watcher") {
             defer {
                 close(mountInfo)
                 close(wakeReadEnd)
@@ -57,8 +63,6 @@ final class MountTableWatcher: Sendable {
                 continuation.yield()
             }
         }
-        thread.name = "pst-mount-watcher"
-        thread.start()
     }
 
     /// Ends the thread; `changes` finishes. Safe to call more than once.

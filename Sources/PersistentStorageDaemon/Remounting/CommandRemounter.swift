@@ -1,5 +1,11 @@
 import CSystemShims
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Dispatch
+import Glibc
 import Glibc
 import PersistentStorageMount
 import Synchronization
@@ -63,7 +69,7 @@ public struct CommandRemounter: StorageRemounter {
 
     /// The argument vector for one mode.
     public func commandLine(for mode: RemountMode) -> [String] {
-        arguments.map { $0.replacingOccurrences(of: Self.modePlaceholder, with: mode.rawValue) }
+        arguments.map { $0.replacing(Self.modePlaceholder, with: mode.rawValue) }
     }
 
     public func remount(to mode: RemountMode) async throws {
