@@ -65,10 +65,10 @@ enum KvmdYAML {
             if rest.isEmpty {
                 found = block.isEmpty ? .scalar("", plain: true) : try parseBlock(block)
             } else {
+                found = try parseInline(rest, line: line.number)
                 guard block.isEmpty else {
                     throw SyntaxError(line: block[0].number, message: "a value on the key's line cannot continue on the next lines")
                 }
-                found = try parseInline(rest, line: line.number)
             }
         }
         return found
@@ -87,7 +87,9 @@ enum KvmdYAML {
 
     private static func significantLines(of text: String) throws(SyntaxError) -> [Line] {
         var lines: [Line] = []
-        for (offset, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // "\r\n" is one Character in Swift, so a split on "\n" alone would not see it.
+        let rawLines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        for (offset, raw) in rawLines.enumerated() {
             let number = offset + 1
             var rawLine = raw
             if rawLine.last == "\r" { rawLine = rawLine.dropLast() }
@@ -152,10 +154,10 @@ enum KvmdYAML {
             if rest.isEmpty {
                 value = block.isEmpty ? .scalar("", plain: true) : try parseBlock(block)
             } else {
+                value = try parseInline(rest, line: line.number)
                 guard block.isEmpty else {
                     throw SyntaxError(line: block[0].number, message: "a value on the key's line cannot continue on the next lines")
                 }
-                value = try parseInline(rest, line: line.number)
             }
             entries.append(Entry(key: key, value: value))
         }
@@ -269,7 +271,7 @@ enum KvmdYAML {
         mutating func value(inFlow: Bool = false) throws(SyntaxError) -> Node {
             skipBlanks()
             guard let first = current else {
-                if inFlow { throw error("a value is missing") }
+                if inFlow { throw error("an unclosed '[' or '{' (inline lists and mappings must end on their line)") }
                 return .scalar("", plain: true)
             }
             let node: Node
@@ -316,7 +318,7 @@ enum KvmdYAML {
                 case "]":
                     index = text.index(after: index)
                     return .sequence(items)
-                default: throw error("an unclosed '[' (lists must end on the same line)")
+                default: throw error("an unclosed '[' or '{' (inline lists and mappings must end on their line)")
                 }
             }
         }
@@ -339,7 +341,7 @@ enum KvmdYAML {
                 case "}":
                     index = text.index(after: index)
                     return .mapping(entries)
-                default: throw error("an unclosed '{' (mappings must end on the same line)")
+                default: throw error("an unclosed '[' or '{' (inline lists and mappings must end on their line)")
                 }
             }
         }

@@ -1,0 +1,81 @@
+import Testing
+
+@testable import PersistentStorageDaemon
+
+/// The daemon's own YAML subset: what kvmd's files hold, read the way
+/// PyYAML reads it, and a clear error for the rest.
+@Suite("kvmd YAML reader")
+struct KvmdYAMLTests {
+    @Test("other sections are skipped unread, whatever YAML they use")
+    func skipsOtherSections() throws {
+        let text = """
+            %YAML 1.1
+            ---
+            # kvmd's override.yaml, more or less
+            kvmd:
+                gpio: &gpio
+                    drivers: !include gpio.yaml
+                    note: |
+                        pst:
+                          heartbeat: 99
+                other: *gpio
+            pst:   # ours
+                heartbeat: 3   # seconds
+                server: {unix: "/run/kvmd/p#st.sock", unix_mode: 0o660}
+                remount_cmd: [/usr/bin/sudo, "--non-interactive", '{mode}']
+            vnc:
+              - a
+              - b
+            """
+        let pst = try #require(try KvmdYAML.topLevelValue(of: "pst", in: text))
+        #expect(pst["heartbeat"] == .scalar("3", plain: true))
+        #expect(pst["server"]?["unix"] == .scalar("/run/kvmd/p#st.sock", plain: false))
+        #expect(pst["server"]?["unix_mode"] == .scalar("0o660", plain: true))
+        #expect(pst["remount_cmd"] == .sequence([
+            .scalar("/usr/bin/sudo", plain: true), .scalar("--non-interactive", plain: false), .scalar("{mode}", plain: false),
+        ]))
+        #expect(try KvmdYAML.topLevelValue(of: "absent", in: text) == nil)
+    }
+
+    @Test("block lists, also at the key's indentation, quotes with escapes, and CRLF")
+    func blockForms() throws {
+        let text = "pst:\r\n  remount_cmd:\r\n  - \"a\\tb \\\"c\\\" \\u00e9\"\r\n  - 'it''s'\r\n  - plain text  \r\n  nested:\r\n    deeper:\r\n      - x\r\n"
+        let pst = try #require(try KvmdYAML.topLevelValue(of: "pst", in: text))
+        #expect(pst["remount_cmd"] == .sequence([
+            .scalar("a\tb \"c\" é", plain: false), .scalar("it's", plain: false), .scalar("plain text", plain: true),
+        ]))
+        #expect(pst["nested"]?["deeper"] == .sequence([.scalar("x", plain: true)]))
+    }
+
+    @Test("an empty value, and the last of two same keys, as PyYAML reads them")
+    func emptyAndRepeated() throws {
+        #expect(try KvmdYAML.topLevelValue(of: "pst", in: "pst:\n") == .scalar("", plain: true))
+        let pst = try #require(try KvmdYAML.topLevelValue(of: "pst", in: "pst:\n  heartbeat: 1\n  heartbeat: 2\n"))
+        #expect(pst["heartbeat"] == .scalar("2", plain: true))
+    }
+
+    @Test("what the reader does not take is an error naming the line", arguments: [
+        ("- a\n- b\n", 1, "the top level is not a mapping"),
+        ("pst:\n  server: &s\n    unix: /x\n", 2, "anchors, aliases, tags and block scalars are not supported here"),
+        ("pst:\n  remount_cmd: !cmd x\n", 2, "anchors, aliases, tags and block scalars are not supported here"),
+        ("pst:\n  remount_cmd: [a,\n    b]\n", 2, "an unclosed '[' or '{' (inline lists and mappings must end on their line)"),
+        ("pst:\n  unix: \"open\n", 2, "an unclosed quote"),
+        ("pst:\n\theartbeat: 1\n", 2, "tabs cannot indent YAML"),
+        ("pst:\n  heartbeat: 1\n    more: 2\n", 3, "a value on the key's line cannot continue on the next lines"),
+        ("pst:\n  - a\n  b: c\n", 3, "unexpected indentation in a list"),
+    ])
+    func rejects(text: String, line: Int, message: String) {
+        #expect(throws: KvmdYAML.SyntaxError(line: line, message: message)) {
+            try KvmdYAML.topLevelValue(of: "pst", in: text)
+        }
+    }
+
+    @Test("the configuration file: quoted numbers are not seconds, modes may be quoted")
+    func configurationTypes() throws {
+        #expect(throws: DaemonConfigurationError.self) { try KvmdConfigurationFile.parse("pst:\n  heartbeat: \"15\"\n") }
+        #expect(throws: DaemonConfigurationError.self) { try KvmdConfigurationFile.parse("pst:\n  heartbeat: .inf\n") }
+        #expect(try KvmdConfigurationFile.parse("pst:\n  server:\n    unix_mode: '0640'\n").socketMode == 0o640)
+        #expect(try KvmdConfigurationFile.parse("pst:\n  remount_cmd: sudo helper {mode}\n").remountCommand == ["sudo", "helper", "{mode}"])
+        #expect { try KvmdConfigurationFile.parse("pst: 3\n") } throws: { String(describing: $0).contains("pst is not a mapping") }
+    }
+}
