@@ -15,4 +15,15 @@ struct PeerGroupsTests {
         #expect(authorization.allows(withGroup))
         #expect(!authorization.allows(without))
     }
+
+    @Test("a peer's command name is read from /proc and trimmed; text is trimmed by its ASCII blanks only")
+    func commandName() {
+        let me = PeerCredentials(pid: getpid(), uid: 0, gid: 0)
+        #expect(!me.command.isEmpty && me.command != "?" && me.command == me.command.trimmingWhitespace())
+        #expect(PeerCredentials(pid: 0x7fff_fff0, uid: 0, gid: 0).command == "?")
+        #expect(" \tkvmd-pstrun\n".trimmingWhitespace() == "kvmd-pstrun")
+        #expect("\n\r\n".trimmingWhitespace() == "")
+        #expect("".trimmingWhitespace() == "")
+        #expect(" é x\u{00A0}".trimmingWhitespace() == "é x\u{00A0}")
+    }
 }

@@ -21,7 +21,8 @@ struct PeerCredentials: Sendable, CustomStringConvertible {
         self.pid = pid
         self.uid = uid
         self.gid = gid
-        command = (try? readSmallFile("/proc/\(pid)/comm"))?.trimmingWhitespace() ?? "?"
+        // A command name is at most 15 bytes (TASK_COMM_LEN).
+        command = (try? readSmallFile("/proc/\(pid)/comm", maximumSize: 64))?.trimmingWhitespace() ?? "?"
         // Root may always connect (``PeerAuthorization``), so its groups are
         // never asked for; reading and parsing the status file was a large
         // part of the daemon's cost per connection.
@@ -69,14 +70,15 @@ struct PeerCredentialsUnavailable: Error, CustomStringConvertible {
 }
 
 /// A whole small file (procfs, sysfs), read with one read(2).
-func readSmallFile(_ path: String) throws -> String {
+func readSmallFile(_ path: String, maximumSize: Int = 4096) throws -> String {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw SystemError(errno: errno) }
     defer { close(fd) }
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    guard count >= 0 else { throw SystemError(errno: errno) }
-    return String(decoding: buffer[0..<count], as: UTF8.self)
+    return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maximumSize) { buffer in
+        let count = read(fd, buffer.baseAddress, buffer.count)
+        guard count >= 0 else { throw SystemError(errno: errno) }
+        return String(decoding: UnsafeBufferPointer(rebasing: buffer[0..<count]), as: UTF8.self)
+    }
 }
 
 struct SystemError: Error, CustomStringConvertible {
