@@ -105,16 +105,14 @@ final class DaemonServer: Sendable {
         static let httpErrors = "pst-http-close-on-error"
     }
 
-    /// The pipeline of one connection: the request deadline, then the fast
-    /// path for a session's upgrade, which makes way for either the session's
-    /// handlers or the HTTP ones (see ``UpgradeFastPath``).
+    /// The pipeline of one connection: the fast path for a session's upgrade,
+    /// which keeps the request deadline and makes way for either the
+    /// session's handlers or the HTTP ones (see ``UpgradeFastPath``).
     static func configureConnection(
         _ channel: any Channel, peer: PeerCredentials, peerIsAllowed: Bool,
         settings: Settings, controller: RemountController, heartbeat: Heartbeat? = nil, logger: Logger
     ) throws {
         let pipeline = channel.pipeline.syncOperations
-        try pipeline.addHandler(
-            RequestDeadlineHandler(timeout: TimeAmount(settings.httpIdleTimeout), logger: logger), name: HandlerName.deadline)
         let routes = UpgradeFastPath.Routes(
             admitsSession: { peerIsAllowed && controller.acceptsSessionsNow },
             addSessionHandlers: { pipeline in
@@ -124,13 +122,15 @@ final class DaemonServer: Sendable {
                 try addSessionHandlers(
                     to: pipeline, peer: peer, settings: settings, controller: controller, heartbeat: heartbeat, logger: logger)
             },
-            addHTTPHandlers: { pipeline in
+            addHTTPHandlers: { pipeline, deadline in
+                try pipeline.addHandler(RequestDeadlineHandler(deadline: deadline, logger: logger), name: HandlerName.deadline)
                 try addHTTPHandlers(
                     to: pipeline, peer: peer, peerIsAllowed: peerIsAllowed, settings: settings, controller: controller,
                     heartbeat: heartbeat, logger: logger)
-            },
-            deadlineHandlerName: HandlerName.deadline)
-        try pipeline.addHandler(UpgradeFastPath(routes: routes, maximumHeadSize: settings.maxRequestHeaderSize))
+            })
+        try pipeline.addHandler(UpgradeFastPath(
+            routes: routes, maximumHeadSize: settings.maxRequestHeaderSize,
+            timeout: TimeAmount(settings.httpIdleTimeout), logger: logger))
     }
 
     /// After the WebSocket codec: whole messages, then the session, which

@@ -12,12 +12,14 @@ import NIOCore
 final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
 
-    private let timeout: TimeAmount
+    private let deadline: NIODeadline
     private let logger: Logger
-    private var deadline: Scheduled<Void>?
+    private var timer: Scheduled<Void>?
 
-    init(timeout: TimeAmount, logger: Logger) {
-        self.timeout = timeout
+    /// - Parameter deadline: when the request must be complete; ``UpgradeFastPath``
+    ///   passes on the one it started from the connection's accept.
+    init(deadline: NIODeadline, logger: Logger) {
+        self.deadline = deadline
         self.logger = logger
     }
 
@@ -31,16 +33,19 @@ final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        deadline?.cancel()
-        deadline = nil
+        timer?.cancel()
+        timer = nil
     }
 
     private func start(context: ChannelHandlerContext) {
-        guard deadline == nil else { return }
-        let timeout = timeout
-        let logger = logger
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-            logger.debug("closing a connection that sent no complete request within \(timeout)")
+        guard timer == nil else { return }
+        timer = Self.closeAtDeadline(deadline, context: context, logger: logger)
+    }
+
+    /// Closes the connection at `deadline`, unless the returned timer is cancelled first.
+    static func closeAtDeadline(_ deadline: NIODeadline, context: ChannelHandlerContext, logger: Logger) -> Scheduled<Void> {
+        context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            logger.debug("closing a connection that sent no complete request in time")
             context.close(promise: nil)
         }
     }

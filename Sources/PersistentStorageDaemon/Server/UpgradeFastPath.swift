@@ -1,8 +1,9 @@
+import Logging
 import NIOCore
 import PersistentStorage
 
-/// The first handler after the request deadline on every connection: it
-/// takes the common request, a well-formed WebSocket upgrade of `GET /ws`
+/// The first handler on every connection, which also keeps the request
+/// deadline (`--http-timeout`) until it is done: it takes the common request, a well-formed WebSocket upgrade of `GET /ws`
 /// that the daemon would accept, straight to a session, and hands anything
 /// else, unread, to the HTTP pipeline (NIO's parser, upgrader and our
 /// routes), which answers it exactly as before.
@@ -24,19 +25,49 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
         var admitsSession: () -> Bool
         /// Adds the WebSocket and session handlers at the end of the pipeline.
         var addSessionHandlers: (ChannelPipeline.SynchronousOperations) throws -> Void
-        /// Adds the HTTP handlers at the end of the pipeline.
-        var addHTTPHandlers: (ChannelPipeline.SynchronousOperations) throws -> Void
-        /// The request deadline's handler, which a session does not keep.
-        var deadlineHandlerName: String
+        /// Adds the HTTP handlers at the end of the pipeline, the first of them
+        /// a ``RequestDeadlineHandler`` with the deadline given.
+        var addHTTPHandlers: (ChannelPipeline.SynchronousOperations, NIODeadline) throws -> Void
     }
 
     private let routes: Routes
     private let maximumHeadSize: Int
+    private let timeout: TimeAmount
+    private let logger: Logger
+    private var deadline: NIODeadline?
+    private var timer: Scheduled<Void>?
     private var received: ByteBuffer?
 
-    init(routes: Routes, maximumHeadSize: Int) {
+    /// - Parameter timeout: how long the request may take from now (the accept).
+    init(routes: Routes, maximumHeadSize: Int, timeout: TimeAmount, logger: Logger) {
         self.routes = routes
         self.maximumHeadSize = maximumHeadSize
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    // The deadline: kept here rather than by a handler of its own, which
+    // would be one more handler to add and remove per session.
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { startDeadline(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        startDeadline(context: context)
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    private func startDeadline(context: ChannelHandlerContext) {
+        guard timer == nil else { return }
+        let deadline = self.deadline ?? .now() + timeout
+        self.deadline = deadline
+        timer = RequestDeadlineHandler.closeAtDeadline(deadline, context: context, logger: logger)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -48,7 +79,7 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
         }
         guard let buffer = received else { return }
         guard let headLength = Self.headLength(in: buffer, limit: maximumHeadSize) else {
-            if buffer.readableBytes > maximumHeadSize { handOver(to: routes.addHTTPHandlers, context: context) }
+            if buffer.readableBytes > maximumHeadSize { handOverToHTTP(context: context) }
             return
         }
         let key = buffer.withUnsafeReadableBytes { raw -> String? in
@@ -58,22 +89,27 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         guard let key, routes.admitsSession() else {
-            handOver(to: routes.addHTTPHandlers, context: context)
+            handOverToHTTP(context: context)
             return
         }
         received!.moveReaderIndex(forwardBy: headLength)
         let response = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nsec-websocket-accept: "
             + WebSocketAccept.value(forKey: key) + "\r\nconnection: upgrade\r\n\r\n"
         context.write(wrapInboundOut(ByteBuffer(string: response)), promise: nil)
-        context.pipeline.syncOperations.removeHandler(name: routes.deadlineHandlerName, promise: nil)
         // The session handler writes its first event when it is added; the
         // 101 goes out first, in the same flush.
         handOver(to: routes.addSessionHandlers, context: context)
         context.flush()
     }
 
+    /// The HTTP pipeline takes over, with what is left of the deadline.
+    private func handOverToHTTP(context: ChannelHandlerContext) {
+        let deadline = self.deadline ?? .now() + timeout
+        handOver(to: { try routes.addHTTPHandlers($0, deadline) }, context: context)
+    }
+
     /// Adds the handlers that take over, gives them what was read so far,
-    /// and leaves the pipeline.
+    /// and leaves the pipeline (which ends its deadline).
     private func handOver(to addHandlers: (ChannelPipeline.SynchronousOperations) throws -> Void, context: ChannelHandlerContext) {
         do {
             try addHandlers(context.pipeline.syncOperations)
