@@ -141,6 +141,49 @@ struct SessionWireTests {
         }
     }
 
+    @Test("a fragmented event is joined; a stray continuation ends the session with 1002", .enabled(if: RealMounts.enabled))
+    func fragmentedEvents() async throws {
+        try await withDaemonTestBed { bed in
+            let session = try bed.openSession()
+            _ = try DaemonTestBed.nextStorageEvent(on: session)
+            try session.sendFrame(RawWebSocketFrame(fin: false, opcode: RawWebSocketFrame.text, payload: Array(#"{"event_type": "#.utf8)))
+            // A control frame may come between the fragments.
+            try session.sendFrame(RawWebSocketFrame(opcode: RawWebSocketFrame.ping, payload: [7]))
+            try session.sendFrame(RawWebSocketFrame(fin: true, opcode: RawWebSocketFrame.continuation, payload: Array(#""ping", "event": {}}"#.utf8)))
+            var sawPong = false
+            var sawPongEvent = false
+            while !(sawPong && sawPongEvent), let frame = try session.readFrame() {
+                if frame.opcode == RawWebSocketFrame.pong { sawPong = frame.payload == [7] }
+                if frame.opcode == RawWebSocketFrame.text, String(decoding: frame.payload, as: UTF8.self).contains("\"pong\"") { sawPongEvent = true }
+            }
+            #expect(sawPong && sawPongEvent)
+
+            try session.sendFrame(RawWebSocketFrame(fin: true, opcode: RawWebSocketFrame.continuation, payload: [0x7B]))
+            var closeCode: UInt16?
+            while let frame = try session.readFrame() {
+                if frame.opcode == RawWebSocketFrame.close { closeCode = frame.closeCode }
+            }
+            #expect(closeCode == 1002)
+            #expect(try await eventually { try bed.clients() == 0 })
+        }
+    }
+
+    @Test("a fragmented message over 64 KiB ends the session with 1009", .enabled(if: RealMounts.enabled))
+    func oversizedFragmentedMessage() async throws {
+        try await withDaemonTestBed { bed in
+            let session = try bed.openSession()
+            _ = try DaemonTestBed.nextStorageEvent(on: session)
+            let chunk = [UInt8](repeating: 0x20, count: 40 * 1024)
+            try session.sendFrame(RawWebSocketFrame(fin: false, opcode: RawWebSocketFrame.text, payload: chunk))
+            try session.sendFrame(RawWebSocketFrame(fin: true, opcode: RawWebSocketFrame.continuation, payload: chunk))
+            var closeCode: UInt16?
+            while let frame = try session.readFrame() {
+                if frame.opcode == RawWebSocketFrame.close { closeCode = frame.closeCode }
+            }
+            #expect(closeCode == 1009)
+        }
+    }
+
     @Test("a peer that does not answer pings is dropped after the heartbeat", .enabled(if: RealMounts.enabled))
     func heartbeatDropsSilentPeer() async throws {
         try await withDaemonTestBed(arguments: ["--heartbeat", "0.4"]) { bed in

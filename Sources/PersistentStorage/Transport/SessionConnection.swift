@@ -59,7 +59,7 @@ struct SessionConnection: Sendable {
         }
     }
 
-    /// What follows the handshake: frames in and out, whole messages, events.
+    /// What follows the handshake: frames in and out, then events.
     private static func addFrameHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations,
         updates: StorageEventHandler.Updates.Continuation,
@@ -70,15 +70,9 @@ struct SessionConnection: Sendable {
         try pipeline.addHandlers(
             WebSocketFrameEncoder(),
             ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maximumMessageSize)),
-            // Servers may fragment a message (RFC 6455 5.4); the daemon's
-            // events are small, so the whole message is bounded too.
-            NIOWebSocketFrameAggregator(
-                minNonFinalFragmentSize: 1,
-                maxAccumulatedFrameCount: 64,
-                maxAccumulatedFrameSize: maximumMessageSize
-            ),
-            // StorageEventHandler answers protocol errors itself, so that the
-            // session learns why it ended before the connection closes.
+            // StorageEventHandler joins fragmented messages and answers
+            // protocol errors itself, so that the session learns why it ended
+            // before the connection closes.
             StorageEventHandler(updates: updates, writeAccess: writeAccess, timeout: timeout, logger: logger)
         )
     }

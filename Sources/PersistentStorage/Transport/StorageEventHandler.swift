@@ -24,6 +24,10 @@ final class StorageEventHandler: ChannelDuplexHandler {
     private let writeAccessTimeout: Duration
     private var writeAccessDeadline: Scheduled<Void>?
     private var sawReadOnly = false
+    /// Servers may fragment a message (RFC 6455 5.4); the daemon's events are
+    /// small, so the whole message is bounded too.
+    private var messages = WebSocketMessageAssembler(
+        maximumSize: SessionConnection.maximumMessageSize, maximumFragments: 64, minimumNonFinalFragmentSize: 1)
     /// Set once we sent a close frame: the peer's close frame is then an
     /// answer, and the connection ending is what we asked for.
     private var closingByUs = false
@@ -55,8 +59,16 @@ final class StorageEventHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
-        case .text:
-            received(text: frame.unmaskedData)
+        case .text, .continuation:
+            switch messages.add(frame) {
+            case .message(_, let text):
+                received(text: text)
+            case .incomplete:
+                break
+            case .failure(let code, let reason):
+                sendClose(code: code, context: context)
+                fail(.protocolViolation("invalid WebSocket message (\(reason))"), context: context)
+            }
         case .ping:
             // RFC 6455 5.5.3: a pong carries the ping's payload. The daemon drops
             // peers that do not answer its heartbeat.
@@ -85,7 +97,7 @@ final class StorageEventHandler: ChannelDuplexHandler {
         case let error as NIOWebSocketError:
             sendClose(code: error == .invalidFrameLength ? .messageTooLarge : .protocolError, context: context)
             fail(.protocolViolation("invalid WebSocket frame (\(error))"), context: context)
-        case is NIOWebSocketFrameAggregator.Error, is ByteToMessageDecoderError:
+        case is ByteToMessageDecoderError:
             sendClose(code: .protocolError, context: context)
             fail(.protocolViolation("invalid WebSocket message (\(error))"), context: context)
         default:

@@ -133,18 +133,14 @@ final class DaemonServer: Sendable {
             timeout: TimeAmount(settings.httpIdleTimeout), logger: logger))
     }
 
-    /// After the WebSocket codec: whole messages, then the session, which
-    /// also answers frame errors (close code, then hang up).
+    /// After the WebSocket codec: the session, which joins fragmented
+    /// messages and answers frame errors (close code, then hang up).
     private static func addSessionHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations, peer: PeerCredentials,
         settings: Settings, controller: RemountController, heartbeat: Heartbeat?, logger: Logger
     ) throws {
-        try pipeline.addHandler(NIOWebSocketFrameAggregator(
-            minNonFinalFragmentSize: 0,
-            maxAccumulatedFrameCount: 256,
-            maxAccumulatedFrameSize: settings.maxFrameSize))
         try pipeline.addHandler(WebSocketSessionHandler(
-            controller: controller, peer: peer, heartbeat: heartbeat, logger: logger))
+            controller: controller, peer: peer, heartbeat: heartbeat, maximumMessageSize: settings.maxFrameSize, logger: logger))
     }
 
     /// HTTP: NIO's parser and upgrader, then our routes. After an upgrade on

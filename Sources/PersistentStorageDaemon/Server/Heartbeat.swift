@@ -10,8 +10,9 @@ import NIOWebSocket
 /// A timer pair per session (a repeated ping and a pong deadline) cost 0.7 KiB
 /// of memory per session, a tenth of the daemon's memory at 10,000 sessions
 /// (Documentation/Benchmarks.md). One shared pair costs a dictionary entry.
-/// A new session is first pinged at the next round, so within one interval,
-/// and its deadline is the same half interval after the ping as before.
+/// A new session is first pinged at the second round after it opened, so
+/// after one to two intervals (never at once, while it may still be busy
+/// with its handshake); its deadline is half an interval after the ping.
 ///
 /// All state lives on `eventLoop`; calls from other threads hop there.
 final class Heartbeat: @unchecked Sendable {
@@ -19,6 +20,9 @@ final class Heartbeat: @unchecked Sendable {
         let channel: any Channel
         let peer: PeerCredentials
         var awaitingPong = false
+        /// Joined since the last round: skipped once, so that no session is
+        /// pinged before it has been open for a whole interval.
+        var isNew = true
     }
 
     private let eventLoop: any EventLoop
@@ -72,6 +76,10 @@ final class Heartbeat: @unchecked Sendable {
     private func pingRound(timeout: Duration) {
         guard !stopped.withLockedValue({ $0 }) else { return }
         for (id, member) in members {
+            if member.isNew {
+                members[id]?.isNew = false
+                continue
+            }
             members[id]?.awaitingPong = true
             member.channel.writeAndFlush(
                 WebSocketFrame(fin: true, opcode: .ping, data: member.channel.allocator.buffer(capacity: 0)), promise: nil)

@@ -17,12 +17,15 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
     private let peer: PeerCredentials
     private let heartbeat: Heartbeat?
     private let logger: Logger
+    /// Messages may come in fragments; they are joined here.
+    private var messages: WebSocketMessageAssembler
 
-    init(controller: RemountController, peer: PeerCredentials, heartbeat: Heartbeat?, logger: Logger) {
+    init(controller: RemountController, peer: PeerCredentials, heartbeat: Heartbeat?, maximumMessageSize: Int, logger: Logger) {
         self.controller = controller
         self.peer = peer
         self.heartbeat = heartbeat
         self.logger = logger
+        messages = WebSocketMessageAssembler(maximumSize: maximumMessageSize, maximumFragments: 256, minimumNonFinalFragmentSize: 0)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -47,11 +50,19 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
             return
         }
         switch frame.opcode {
-        case .text:
-            receiveEvent(frame.unmaskedData, context: context)
         case .binary:
             logger.info("a binary frame ends the session (\(peer))")
             close(context: context, code: .unacceptableData)
+        case .text, .continuation:
+            switch messages.add(frame) {
+            case .message(_, let text):
+                receiveEvent(text, context: context)
+            case .incomplete:
+                break
+            case .failure(let code, let reason):
+                logger.info("\(reason) ends the session (\(peer))")
+                close(context: context, code: code)
+            }
         case .connectionClose:
             // Echo the peer's code, as RFC 6455 asks, then hang up.
             var data = frame.unmaskedData
@@ -62,7 +73,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
         case .pong:
             heartbeat?.pongReceived(on: context.channel)
         default:
-            break  // Continuations are joined by the aggregator before this handler.
+            break  // Reserved opcodes ended the session above.
         }
     }
 
