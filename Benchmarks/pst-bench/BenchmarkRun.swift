@@ -214,6 +214,15 @@ struct BenchmarkRun {
             throw error
         }
         await holder.close()
+        // Start-up alone, without a daemon in the way: the part of the
+        // figures above that is a Swift process starting and exiting.
+        log("kvmd-pstrun --help")
+        var helpWall = Samples()
+        for run in -2..<workload.pstrunWarmRuns {
+            let result = try spawnAndWait([BuiltProducts.path(of: "kvmd-pstrun"), "--help"])
+            guard result.exitStatus == 0 else { throw BenchmarkFailure("kvmd-pstrun --help exited with \(result.exitStatus)") }
+            if run >= 0 { helpWall.append(result.wallTime) }
+        }
         let limit = context.limit
         let floor = limit.pstrunFloorMicroseconds
         return [
@@ -224,6 +233,8 @@ struct BenchmarkRun {
             .latency("pstrun_warm", "`kvmd-pstrun -- true` warm, wall", warmWall,
                      limit: limit.spawnTrue.median, basis: "spawn"),
             .value("pstrun_peak_rss", "`kvmd-pstrun` peak RSS", Double(peakRSS) / 1024, unit: "MiB"),
+            .latency("pstrun_startup", "`kvmd-pstrun --help` (start-up and exit only), wall", helpWall,
+                     limit: limit.spawnTrue.median, basis: "spawn"),
         ]
     }
 
