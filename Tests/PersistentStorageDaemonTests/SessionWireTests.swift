@@ -3,6 +3,7 @@ import Glibc
 import PersistentStorageMount
 import PersistentStorageTestBed
 import PersistentStorageTestSupport
+import Synchronization
 import Testing
 
 @Suite("Sessions on /ws against a real mount", .serialized)
@@ -186,19 +187,23 @@ struct SessionWireTests {
 
     @Test("a peer that does not answer pings is dropped after the heartbeat", .enabled(if: RealMounts.enabled))
     func heartbeatDropsSilentPeer() async throws {
+        let heardAlone = Mutex(false)
+        let readerFinished = Mutex(false)
         try await withDaemonTestBed(arguments: ["--heartbeat", "0.4"]) { bed in
             let silent = try RawUnixSocketClient(path: bed.socketPath)
             try silent.upgradeToWebSocket()
             let polite = try bed.openSession()
             // The polite peer answers its pings all along (readJSONMessage
-            // does) on a thread of its own, until it hears that it is alone.
+            // does) until the daemon goes away, on a thread of its own: a
+            // task on the cooperative pool, starved by the suites running
+            // beside this one, could miss the 0.2 s pong deadline.
             nonisolated(unsafe) let politeReader = polite
-            let politeHeardItIsAlone = Task.detached {
+            Thread.detachNewThread {
                 politeReader.timeout = .seconds(10)
-                while let event = try DaemonTestBed.nextStorageEvent(on: politeReader) {
-                    if event["clients"] as? Int == 1 { return true }
+                while let event = try? DaemonTestBed.nextStorageEvent(on: politeReader) {
+                    if event["clients"] as? Int == 1 { heardAlone.withLock { $0 = true } }
                 }
-                return false
+                readerFinished.withLock { $0 = true }
             }
             var sawPing = false
             // The silent peer reads but never answers: ping, then the hang-up.
@@ -206,8 +211,10 @@ struct SessionWireTests {
                 if frame.opcode == RawWebSocketFrame.ping { sawPing = true }
             }
             #expect(sawPing)
-            #expect(try await politeHeardItIsAlone.value)
+            #expect(await eventually { heardAlone.withLock { $0 } })
             #expect(try bed.clients() == 1)
         }
+        // The daemon has stopped, so the polite peer's connection has ended too.
+        #expect(await eventually { readerFinished.withLock { $0 } })
     }
 }

@@ -108,7 +108,7 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
             received!.writeBuffer(&bytes)
         }
         guard let buffer = received else { return }
-        guard let headLength = Self.headLength(in: buffer) else {
+        guard let headLength = HTTPHeadScanning.headLength(in: buffer) else {
             if buffer.readableBytes > Self.maximumHeadSize {
                 fail(.protocolViolation("the daemon's answer to GET /ws has no end of head within \(Self.maximumHeadSize) bytes"), context: context)
             }
@@ -161,19 +161,6 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
         context.close(promise: nil)
     }
 
-    /// The length of the head up to and including its blank line, if it is all there.
-    private static func headLength(in buffer: ByteBuffer) -> Int? {
-        buffer.withUnsafeReadableBytes { bytes -> Int? in
-            guard bytes.count >= 4 else { return nil }
-            for index in 3..<bytes.count
-            where bytes[index] == UInt8(ascii: "\n") && bytes[index - 1] == UInt8(ascii: "\r")
-                && bytes[index - 2] == UInt8(ascii: "\n") && bytes[index - 3] == UInt8(ascii: "\r") {
-                return index + 1
-            }
-            return nil
-        }
-    }
-
     /// Why `head` is not an acceptance of the upgrade, or nil if it is.
     private func problem(withHead head: String) -> String? {
         // Lines by bytes: Character-wise splitting was a tenth of the handshake.
@@ -195,11 +182,11 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
             guard let colon = line.utf8.firstIndex(of: UInt8(ascii: ":")) else { continue }
             let name = line[..<colon]
             let value = Self.trimmed(line[line.index(after: colon)...])
-            if Self.equalsIgnoringCase(name, "upgrade") {
-                upgrade = upgrade || Self.equalsIgnoringCase(value, "websocket")
-            } else if Self.equalsIgnoringCase(name, "connection") {
-                connection = connection || value.split(separator: ",").contains { Self.equalsIgnoringCase(Self.trimmed($0), "upgrade") }
-            } else if Self.equalsIgnoringCase(name, "sec-websocket-accept") {
+            if HTTPHeadScanning.equalsIgnoringCase(name.utf8, "upgrade") {
+                upgrade = upgrade || HTTPHeadScanning.equalsIgnoringCase(value.utf8, "websocket")
+            } else if HTTPHeadScanning.equalsIgnoringCase(name.utf8, "connection") {
+                connection = connection || value.split(separator: ",").contains { HTTPHeadScanning.equalsIgnoringCase(Self.trimmed($0).utf8, "upgrade") }
+            } else if HTTPHeadScanning.equalsIgnoringCase(name.utf8, "sec-websocket-accept") {
                 accept = value
             }
         }
@@ -210,13 +197,6 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
             return "the daemon's 101 answer to GET /ws has a wrong Sec-WebSocket-Accept"
         }
         return nil
-    }
-
-    /// ASCII case-insensitive equality with a lowercase word.
-    private static func equalsIgnoringCase(_ text: Substring, _ lowercase: StaticString) -> Bool {
-        let word = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        return text.utf8.count == word.count
-            && zip(text.utf8, word).allSatisfy { ($0 >= 65 && $0 <= 90 ? $0 + 32 : $0) == $1 }
     }
 }
 

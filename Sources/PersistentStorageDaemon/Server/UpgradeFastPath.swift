@@ -78,7 +78,7 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
             received!.writeBuffer(&bytes)
         }
         guard let buffer = received else { return }
-        guard let headLength = Self.headLength(in: buffer, limit: maximumHeadSize) else {
+        guard let headLength = HTTPHeadScanning.headLength(in: buffer, limit: maximumHeadSize) else {
             if buffer.readableBytes > maximumHeadSize { handOverToHTTP(context: context) }
             return
         }
@@ -126,20 +126,6 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
-    /// The length of the head, blank line included, if it ends within `limit` bytes.
-    static func headLength(in buffer: ByteBuffer, limit: Int) -> Int? {
-        buffer.withUnsafeReadableBytes { bytes -> Int? in
-            let end = min(bytes.count, limit)
-            guard end >= 4 else { return nil }
-            for index in 3..<end
-            where bytes[index] == UInt8(ascii: "\n") && bytes[index - 1] == UInt8(ascii: "\r")
-                && bytes[index - 2] == UInt8(ascii: "\n") && bytes[index - 3] == UInt8(ascii: "\r") {
-                return index + 1
-            }
-            return nil
-        }
-    }
-
     /// The `Sec-WebSocket-Key` of `head` if it is a plain, well-formed
     /// WebSocket upgrade of `GET /ws` (RFC 6455 4.2.1) with no body;
     /// nil for anything else, which then goes the HTTP pipeline's way.
@@ -173,19 +159,19 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
             let value = trimmed(colon + 1..<lineEnd, in: bytes)
             guard bytes[value].allSatisfy({ $0 == 9 || ($0 >= 32 && $0 != 127) }) else { return nil }
             let name = bytes[lineStart..<colon]
-            if equalsIgnoringCase(name, "sec-websocket-key") {
+            if HTTPHeadScanning.equalsIgnoringCase(name, "sec-websocket-key") {
                 guard key == nil, !value.isEmpty else { return nil }
                 key = value
-            } else if equalsIgnoringCase(name, "sec-websocket-version") {
+            } else if HTTPHeadScanning.equalsIgnoringCase(name, "sec-websocket-version") {
                 guard !hasVersion, bytes[value].elementsEqual("13".utf8) else { return nil }
                 hasVersion = true
-            } else if equalsIgnoringCase(name, "upgrade") {
+            } else if HTTPHeadScanning.equalsIgnoringCase(name, "upgrade") {
                 upgradesToWebSocket = upgradesToWebSocket || containsToken("websocket", in: value, of: bytes)
-            } else if equalsIgnoringCase(name, "connection") {
+            } else if HTTPHeadScanning.equalsIgnoringCase(name, "connection") {
                 connectionUpgrades = connectionUpgrades || containsToken("upgrade", in: value, of: bytes)
-            } else if equalsIgnoringCase(name, "content-length") {
+            } else if HTTPHeadScanning.equalsIgnoringCase(name, "content-length") {
                 guard bytes[value].elementsEqual("0".utf8) else { return nil }
-            } else if equalsIgnoringCase(name, "transfer-encoding") {
+            } else if HTTPHeadScanning.equalsIgnoringCase(name, "transfer-encoding") {
                 return nil
             }
         }
@@ -193,18 +179,12 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
         return key
     }
 
-    /// ASCII case-insensitive equality with a lowercase word.
-    private static func equalsIgnoringCase(_ text: Slice<UnsafeBufferPointer<UInt8>>, _ lowercase: StaticString) -> Bool {
-        let word = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        return text.count == word.count && zip(text, word).allSatisfy { ($0 >= 65 && $0 <= 90 ? $0 + 32 : $0) == $1 }
-    }
-
     /// Whether a comma-separated value has `token`, in any case.
     private static func containsToken(_ token: StaticString, in value: Range<Int>, of bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var start = value.lowerBound
         while start <= value.upperBound {
             let end = bytes[start..<value.upperBound].firstIndex(of: UInt8(ascii: ",")) ?? value.upperBound
-            if equalsIgnoringCase(bytes[trimmed(start..<end, in: bytes)], token) { return true }
+            if HTTPHeadScanning.equalsIgnoringCase(bytes[trimmed(start..<end, in: bytes)], token) { return true }
             start = end + 1
         }
         return false
