@@ -99,7 +99,7 @@ final class DaemonServer: Sendable {
     }
 
     private enum HandlerName {
-        static let deadline = "pst-request-deadline"
+        static let fastPath = "pst-upgrade-fast-path"
         static let protocolErrors = "pst-protocol-errors"
         static let http = "pst-http"
         static let httpErrors = "pst-http-close-on-error"
@@ -122,15 +122,16 @@ final class DaemonServer: Sendable {
                 try addSessionHandlers(
                     to: pipeline, peer: peer, settings: settings, controller: controller, heartbeat: heartbeat, logger: logger)
             },
-            addHTTPHandlers: { pipeline, deadline in
-                try pipeline.addHandler(RequestDeadlineHandler(deadline: deadline, logger: logger), name: HandlerName.deadline)
+            addHTTPHandlers: { pipeline in
                 try addHTTPHandlers(
                     to: pipeline, peer: peer, peerIsAllowed: peerIsAllowed, settings: settings, controller: controller,
                     heartbeat: heartbeat, logger: logger)
             })
-        try pipeline.addHandler(UpgradeFastPath(
-            routes: routes, maximumHeadSize: settings.maxRequestHeaderSize,
-            timeout: TimeAmount(settings.httpIdleTimeout), logger: logger))
+        try pipeline.addHandler(
+            UpgradeFastPath(
+                routes: routes, maximumHeadSize: settings.maxRequestHeaderSize,
+                timeout: TimeAmount(settings.httpIdleTimeout), logger: logger),
+            name: HandlerName.fastPath)
     }
 
     /// After the WebSocket codec: the session, which joins fragmented
@@ -178,7 +179,7 @@ final class DaemonServer: Sendable {
                     // Runs before the WebSocket handlers are added: the HTTP
                     // handlers must be gone so frames never reach them.
                     let pipeline = context.pipeline.syncOperations
-                    for name in [HandlerName.deadline, HandlerName.protocolErrors, HandlerName.http, HandlerName.httpErrors] {
+                    for name in [HandlerName.fastPath, HandlerName.protocolErrors, HandlerName.http, HandlerName.httpErrors] {
                         pipeline.removeHandler(name: name, promise: nil)
                     }
                 }

@@ -2,11 +2,18 @@ import Logging
 import NIOCore
 import PersistentStorage
 
-/// The first handler on every connection, which also keeps the request
-/// deadline (`--http-timeout`) until it is done: it takes the common request, a well-formed WebSocket upgrade of `GET /ws`
-/// that the daemon would accept, straight to a session, and hands anything
-/// else, unread, to the HTTP pipeline (NIO's parser, upgrader and our
-/// routes), which answers it exactly as before.
+/// The first handler on every connection: it takes the common request, a
+/// well-formed WebSocket upgrade of `GET /ws` that the daemon would accept,
+/// straight to a session, and hands anything else, unread, to the HTTP
+/// pipeline (NIO's parser, upgrader and our routes), which answers it
+/// exactly as before. It also keeps the request deadline
+/// (`--http-timeout`, counted from the accept): for a session until the
+/// upgrade, and for HTTP, passing bytes through, until NIO's upgrader
+/// removes it or the plain answer closes the connection.
+///
+/// One deadline for the whole request, not an idle timer: an idle timer
+/// restarts with every byte, so a client dripping a request head one byte
+/// at a time would hold its connection (and a descriptor) forever.
 ///
 /// Why: building the HTTP pipeline for every connection (seven handlers)
 /// and tearing it down again at the upgrade was most of the daemon's work
@@ -25,18 +32,18 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
         var admitsSession: () -> Bool
         /// Adds the WebSocket and session handlers at the end of the pipeline.
         var addSessionHandlers: (ChannelPipeline.SynchronousOperations) throws -> Void
-        /// Adds the HTTP handlers at the end of the pipeline, the first of them
-        /// a ``RequestDeadlineHandler`` with the deadline given.
-        var addHTTPHandlers: (ChannelPipeline.SynchronousOperations, NIODeadline) throws -> Void
+        /// Adds the HTTP handlers at the end of the pipeline.
+        var addHTTPHandlers: (ChannelPipeline.SynchronousOperations) throws -> Void
     }
 
     private let routes: Routes
     private let maximumHeadSize: Int
     private let timeout: TimeAmount
     private let logger: Logger
-    private var deadline: NIODeadline?
     private var timer: Scheduled<Void>?
     private var received: ByteBuffer?
+    /// Set once the HTTP handlers have taken over: bytes only pass through.
+    private var passingThrough = false
 
     /// - Parameter timeout: how long the request may take from now (the accept).
     init(routes: Routes, maximumHeadSize: Int, timeout: TimeAmount, logger: Logger) {
@@ -65,12 +72,19 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
 
     private func startDeadline(context: ChannelHandlerContext) {
         guard timer == nil else { return }
-        let deadline = self.deadline ?? .now() + timeout
-        self.deadline = deadline
-        timer = RequestDeadlineHandler.closeAtDeadline(deadline, context: context, logger: logger)
+        let timeout = timeout
+        let logger = logger
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+            logger.debug("closing a connection that sent no complete request within \(timeout)")
+            context.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !passingThrough else {
+            context.fireChannelRead(data)
+            return
+        }
         var bytes = unwrapInboundIn(data)
         if received == nil {
             received = bytes
@@ -102,14 +116,15 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
         context.flush()
     }
 
-    /// The HTTP pipeline takes over, with what is left of the deadline.
+    /// The HTTP handlers take over; this one stays, passing bytes through,
+    /// to keep the deadline.
     private func handOverToHTTP(context: ChannelHandlerContext) {
-        let deadline = self.deadline ?? .now() + timeout
-        handOver(to: { try routes.addHTTPHandlers($0, deadline) }, context: context)
+        passingThrough = true
+        handOver(to: routes.addHTTPHandlers, context: context)
     }
 
-    /// Adds the handlers that take over, gives them what was read so far,
-    /// and leaves the pipeline (which ends its deadline).
+    /// Adds the handlers that take over and gives them what was read so far;
+    /// for a session, leaves the pipeline (which ends the deadline).
     private func handOver(to addHandlers: (ChannelPipeline.SynchronousOperations) throws -> Void, context: ChannelHandlerContext) {
         do {
             try addHandlers(context.pipeline.syncOperations)
@@ -123,7 +138,7 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
             context.fireChannelRead(wrapInboundOut(rest))
             context.fireChannelReadComplete()
         }
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        if !passingThrough { context.pipeline.syncOperations.removeHandler(context: context, promise: nil) }
     }
 
     /// The `Sec-WebSocket-Key` of `head` if it is a plain, well-formed
