@@ -102,6 +102,47 @@ struct LifecycleTests {
         }
     }
 
+    @Test("a kvmd-style --config file sets the socket's mode and the heartbeat; its other sections are skipped", .enabled(if: RealMounts.enabled))
+    func configFile() async throws {
+        let directory = try makeSocketDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let config = directory + "/override.yaml"
+        try """
+            kvmd:
+                gpio: &gpio
+                    drivers: !include gpio.yaml
+                other: *gpio
+            pst:
+                server: {unix_mode: 0o600}   # comment
+                heartbeat: 0.4
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        try await withDaemonTestBed(arguments: ["--config", config]) { bed in
+            var info = stat()
+            #expect(stat(bed.socketPath, &info) == 0)
+            #expect(info.st_mode & 0o777 == 0o600)
+            // A 0.4 s heartbeat: a session that never answers is dropped.
+            let silent = try RawUnixSocketClient(path: bed.socketPath)
+            try silent.upgradeToWebSocket()
+            var sawPing = false
+            while let frame = try silent.readFrame() {
+                if frame.opcode == RawWebSocketFrame.ping { sawPing = true }
+            }
+            #expect(sawPing)
+        }
+    }
+
+    @Test("a --config file the reader refuses stops the start with the file and line", .enabled(if: FileManager.default.fileExists(atPath: BuiltProducts.path(of: "kvmd-pst"))))
+    func refusedConfigFile() throws {
+        let directory = try makeSocketDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let config = directory + "/override.yaml"
+        try "pst:\n    remount_cmd: !cmd x\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let result = try SystemCommand.execute([BuiltProducts.path(of: "kvmd-pst"), "--config", config, "--socket", directory + "/pst.sock"])
+        #expect(result.status != 0)
+        #expect(result.standardError.contains(config))
+        #expect(result.standardError.contains("line 2"))
+    }
+
     @Test("invalid options are rejected at start with one clear line", .enabled(if: FileManager.default.fileExists(atPath: BuiltProducts.path(of: "kvmd-pst"))))
     func invalidOptions() throws {
         let result = try SystemCommand.execute([BuiltProducts.path(of: "kvmd-pst"), "--socket-mode", "999", "--socket", "/tmp/x.sock"])
