@@ -20,8 +20,8 @@ public enum ReferencePeer {
     public static var enabled: Bool { (available && RealMounts.available) || RealMounts.required }
 
     /// Runs the aiohttp `kvmd-pstrun` stand-in against `socketPath` and waits for it.
-    public static func runPstrun(socketPath: String, command: [String]) throws -> SystemCommand.Result {
-        try SystemCommand.execute(["python3", script, "pstrun", "--socket", socketPath, "--"] + command)
+    public static func runPstrun(socketPath: String, command: [String]) async throws -> SystemCommand.Result {
+        try await SystemCommand.execute(["python3", script, "pstrun", "--socket", socketPath, "--"] + command)
     }
 
     /// Runs `body` while the aiohttp `kvmd-pst` stand-in serves `socketPath`,

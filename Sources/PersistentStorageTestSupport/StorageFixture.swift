@@ -160,6 +160,25 @@ public final class StorageFixture: Sendable {
         try text.write(toFile: fstabPath, atomically: true, encoding: .utf8)
     }
 
+    // The same, for async tests: each waits for a child process, so off the
+    // cooperative pool (see `onOwnThread`).
+
+    public func remountExternally(_ mode: RemountMode) async throws {
+        try await onOwnThread { try self.remountExternally(mode) }
+    }
+
+    public func unmount() async throws {
+        try await onOwnThread { try self.unmount() }
+    }
+
+    public func mountAgain() async throws {
+        try await onOwnThread { try self.mountAgain() }
+    }
+
+    public func fileSystemCheckProblems() async throws -> String? {
+        try await onOwnThread { try self.fileSystemCheckProblems() }
+    }
+
     /// Appends a line to `$PST_FIXTURE_LOG`, so CI can prove real-mount tests ran.
     private static func recordUse() {
         guard let log = ProcessInfo.processInfo.environment["PST_FIXTURE_LOG"] else { return }
@@ -178,7 +197,14 @@ public func withStorageFixture<T>(
     _ options: StorageFixture.Options = .init(),
     _ body: (StorageFixture) async throws -> T
 ) async throws -> T {
-    let fixture = try StorageFixture(options)
-    defer { fixture.tearDown() }
-    return try await body(fixture)
+    // Making and removing a fixture waits for mkfs, losetup and mount: off the pool.
+    let fixture = try await onOwnThread { try StorageFixture(options) }
+    do {
+        let result = try await body(fixture)
+        await onOwnThread { fixture.tearDown() }
+        return result
+    } catch {
+        await onOwnThread { fixture.tearDown() }
+        throw error
+    }
 }

@@ -68,6 +68,17 @@ public enum SystemCommand {
             standardError: String(decoding: errData, as: UTF8.self))
     }
 
+    /// ``run(_:)`` on a thread of its own, for async code (see ``onOwnThread(_:)``).
+    @discardableResult
+    public static func run(_ arguments: [String]) async throws -> String {
+        try await onOwnThread { try run(arguments) }
+    }
+
+    /// ``execute(_:environment:)`` on a thread of its own, for async code (see ``onOwnThread(_:)``).
+    public static func execute(_ arguments: [String], environment: [String: String]? = nil) async throws -> Result {
+        try await onOwnThread { try execute(arguments, environment: environment) }
+    }
+
     /// Starts `process`. Every test helper that starts a `Process` goes
     /// through here: Foundation's Process.run is not safe to call from
     /// several threads at once on Linux (a spawn can hit EBADF on a

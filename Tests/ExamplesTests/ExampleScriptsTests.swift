@@ -54,10 +54,10 @@ struct ExampleScriptsTests {
 
                 // What a run cut off by a power failure leaves behind, written
                 // behind the daemon's back: it must not stop the next run.
-                try fixture.remountExternally(.readWrite)
+                try await fixture.remountExternally(.readWrite)
                 try FileManager.default.createSymbolicLink(atPath: certs + "/current.new", withDestinationPath: "gen-stale")
                 try FileManager.default.createDirectory(atPath: certs + "/gen-stale.partial", withIntermediateDirectories: false)
-                try fixture.remountExternally(.readOnly)
+                try await fixture.remountExternally(.readOnly)
 
                 // A renewed certificate: one more session; old and partial generations are gone.
                 try "certificate 2\n".write(toFile: new + "/cert.pem", atomically: true, encoding: .utf8)

@@ -10,7 +10,7 @@ struct ReferenceClientInteropTests {
     @Test("It gets write access, its script writes the data directory, and the storage is read-only afterwards")
     func scriptRuns() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let result = try ReferencePeer.runPstrun(
+            let result = try await ReferencePeer.runPstrun(
                 socketPath: daemon.socketPath,
                 command: ["sh", "-c", "echo \"$0\" > \"$KVMD_PST_DATA/interop\"", "from aiohttp"])
             #expect(result.status == 0, "\(result.standardError)")
@@ -26,12 +26,12 @@ struct ReferenceClientInteropTests {
         try await withStorageDaemon { fixture, daemon in
             let marker = fixture.directory + "/script-started"
             async let outcome = Task.detached {
-                try ReferencePeer.runPstrun(
+                try await ReferencePeer.runPstrun(
                     socketPath: daemon.socketPath,
                     command: ["sh", "-c", "touch \"$0\"; sleep 30", marker])
             }.value
             #expect(await eventually(within: .seconds(10)) { FileManager.default.fileExists(atPath: marker) })
-            try fixture.remountExternally(.readOnly)
+            try await fixture.remountExternally(.readOnly)
             let result = try await outcome
             #expect(result.status != 0)
             #expect(result.standardError.contains("revoked"))

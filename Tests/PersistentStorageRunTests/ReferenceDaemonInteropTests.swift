@@ -14,8 +14,8 @@ struct ReferenceDaemonInteropTests {
             // The reference daemon runs the fix step only through its helper's
             // first rw; do it once so the data directory exists from the start.
             let helper = BuiltProducts.path(of: "kvmd-helper-pst-remount")
-            try SystemCommand.run([helper, "--fstab", fixture.fstabPath, "rw"])
-            try SystemCommand.run([helper, "--fstab", fixture.fstabPath, "ro"])
+            try await SystemCommand.run([helper, "--fstab", fixture.fstabPath, "rw"])
+            try await SystemCommand.run([helper, "--fstab", fixture.fstabPath, "ro"])
             let socketPath = fixture.directory + "/reference.sock"
             return try await ReferencePeer.withDaemon(
                 socketPath: socketPath, dataPath: fixture.dataPath,

@@ -143,8 +143,7 @@ struct ClientProtocolTests {
         state.status = .internalServerError
         state.body = #"{"ok": false, "result": {"error": "RemountError", "error_msg": "the device is write-protected"}}"#
         await #expect(throws: PersistentStorageError.writeRefused(reason: "the device is write-protected (RemountError)")) {
-            try await ScriptedDaemon.withDaemon(state: state, session: { session in
-                try await session.send(.storage(writeAllowed: false, path: dataPath))
+            try await ScriptedDaemon.withDaemon(state: state, greeting: .storage(writeAllowed: false, path: dataPath), session: { session in
                 try await session.untilClientCloses()
             }) { socketPath in
                 try await PersistentStorage(socketPath: socketPath, timeout: .seconds(1)).withWritableStorage { _ in }

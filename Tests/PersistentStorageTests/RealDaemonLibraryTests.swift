@@ -64,7 +64,7 @@ struct RealDaemonLibraryTests {
             let storage = PersistentStorage(socketPath: daemon.socketPath)
             await #expect(throws: PersistentStorageError.revoked(.writeNoLongerAllowed)) {
                 try await storage.withWritableStorage { _ in
-                    _ = try SystemCommand.run(["mount", "-o", "remount,ro", fixture.mountPath])
+                    _ = try await SystemCommand.run(["mount", "-o", "remount,ro", fixture.mountPath])
                     try await Task.sleep(for: .seconds(60))
                 }
             }
@@ -129,7 +129,7 @@ struct RealDaemonLibraryTests {
                 try await PersistentStorage(socketPath: fixture.directory + "/absent.sock").state()
             }
             // As an unprivileged user, the socket's 0660 mode keeps us out.
-            let result = try SystemCommand.execute(
+            let result = try await SystemCommand.execute(
                 ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                  BuiltProducts.path(of: "kvmd-pstrun"), "--socket", daemon.socketPath, "--", "true"]
             )

@@ -271,7 +271,7 @@ extension Reliability {
                     }
                     #expect(try bed.clients() == bodies)
                     let remountedAt = ContinuousClock.now
-                    try bed.fixture.remountExternally(.readOnly)
+                    try await bed.fixture.remountExternally(.readOnly)
                     var outcomes: [Result<Void, any Error>] = []
                     for try await outcome in group { outcomes.append(outcome) }
                     for outcome in outcomes {
@@ -304,8 +304,8 @@ extension Reliability {
                     var info = statvfs()
                     #expect(statvfs(fixture.dataPath, &info) == 0 && UInt64(info.f_bavail) * UInt64(info.f_bsize) < 1 << 20, "the filesystem should be full")
                 }
-                try fixture.unmount()
-                #expect(try fixture.fileSystemCheckProblems() == nil)
+                try await fixture.unmount()
+                #expect(try await fixture.fileSystemCheckProblems() == nil)
             }
         }
     }

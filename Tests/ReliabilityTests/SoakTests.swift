@@ -137,8 +137,8 @@ extension Reliability {
                     bed.daemon.terminate()
                     #expect(try await bed.daemon.waitForExit() == 0)
                 }
-                try fixture.unmount()
-                let problems = try fixture.fileSystemCheckProblems()
+                try await fixture.unmount()
+                let problems = try await fixture.fileSystemCheckProblems()
                 #expect(problems == nil, "e2fsck -fn: \(problems ?? "")")
             }
         }

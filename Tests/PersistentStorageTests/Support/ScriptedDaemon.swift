@@ -15,8 +15,14 @@ enum ScriptedDaemon {
     }
 
     /// Serves on a fresh socket while `body` runs, then shuts down and removes it.
+    ///
+    /// `greeting` is sent on the event loop as soon as a session is upgraded,
+    /// like `GET /state`'s answer: neither waits for a free thread of the
+    /// cooperative pool, so a test whose client has a short deadline does not
+    /// depend on how busy the other tests keep that pool.
     static func withDaemon<T: Sendable>(
         state: StateAnswer = StateAnswer(),
+        greeting: StorageEventText? = nil,
         session script: @escaping @Sendable (ScriptedSession) async throws -> Void,
         _ body: (_ socketPath: String) async throws -> T
     ) async throws -> T {
@@ -27,7 +33,7 @@ enum ScriptedDaemon {
 
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(unixDomainSocketPath: socketPath) { channel in
-                channel.eventLoop.makeCompletedFuture { try configure(channel) }
+                channel.eventLoop.makeCompletedFuture { try configure(channel, state: state, greeting: greeting) }
             }
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -35,7 +41,10 @@ enum ScriptedDaemon {
                     try await server.executeThenClose { inbound in
                         for try await upgrade in inbound {
                             connections.addTask {
-                                try? await serve(try await upgrade.get(), state: state, script: script)
+                                guard case .webSocket(let channel, let head)? = try? await upgrade.get() else { return }
+                                try? await channel.executeThenClose { inbound, outbound in
+                                    try await script(ScriptedSession(requestHead: head, inbound: inbound, outbound: outbound))
+                                }
                             }
                         }
                     }
@@ -50,16 +59,22 @@ enum ScriptedDaemon {
 
     private enum Connection: Sendable {
         case webSocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, HTTPRequestHead)
-        case http(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>)
+        /// A plain HTTP request, answered by ``StateAnswerHandler``.
+        case http
     }
 
-    private static func configure(_ channel: any Channel) throws -> EventLoopFuture<Connection> {
+    private static func configure(
+        _ channel: any Channel, state: StateAnswer, greeting: StorageEventText?
+    ) throws -> EventLoopFuture<Connection> {
         let upgrader = NIOTypedWebSocketServerUpgrader<Connection>(
             // No frame aggregator: the script sees each frame the client sent.
             shouldUpgrade: { channel, _ in channel.eventLoop.makeSucceededFuture(HTTPHeaders()) },
             upgradePipelineHandler: { channel, head in
                 channel.eventLoop.makeCompletedFuture {
-                    .webSocket(try NIOAsyncChannel(wrappingChannelSynchronously: channel), head)
+                    if let greeting {
+                        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: greeting.text)), promise: nil)
+                    }
+                    return .webSocket(try NIOAsyncChannel(wrappingChannelSynchronously: channel), head)
                 }
             }
         )
@@ -67,7 +82,8 @@ enum ScriptedDaemon {
             upgraders: [upgrader],
             notUpgradingCompletionHandler: { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    return .http(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
+                    try channel.pipeline.syncOperations.addHandler(StateAnswerHandler(answer: state))
+                    return .http
                 }
             }
         )
@@ -75,31 +91,26 @@ enum ScriptedDaemon {
             configuration: .init(upgradeConfiguration: configuration)
         )
     }
+}
 
-    private static func serve(
-        _ connection: Connection,
-        state: StateAnswer,
-        script: @Sendable (ScriptedSession) async throws -> Void
-    ) async throws {
-        switch connection {
-        case .webSocket(let channel, let head):
-            try await channel.executeThenClose { inbound, outbound in
-                try await script(ScriptedSession(requestHead: head, inbound: inbound, outbound: outbound))
-            }
-        case .http(let channel):
-            try await channel.executeThenClose { inbound, outbound in
-                for try await part in inbound {
-                    guard case .end = part else { continue }
-                    var headers = HTTPHeaders()
-                    headers.add(name: "Content-Type", value: "application/json")
-                    headers.add(name: "Content-Length", value: "\(state.body.utf8.count)")
-                    try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: state.status, headers: headers)))
-                    try await outbound.write(.body(.byteBuffer(ByteBuffer(string: state.body))))
-                    try await outbound.write(.end(nil))
-                    return
-                }
-            }
-        }
+/// Answers one HTTP request with the scripted `GET /state` answer, then closes.
+private final class StateAnswerHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let answer: ScriptedDaemon.StateAnswer
+
+    init(answer: ScriptedDaemon.StateAnswer) { self.answer = answer }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .end = unwrapInboundIn(data) else { return }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: "\(answer.body.utf8.count)")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: answer.status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: answer.body)))), promise: nil)
+        let context = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.value.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.value.close(promise: nil) }
     }
 }
 
