@@ -21,7 +21,31 @@ package enum HTTPHeadScanning {
 
     /// Whether `text` is `lowercase` with any ASCII letters in either case.
     package static func equalsIgnoringCase(_ text: some Collection<UInt8>, _ lowercase: StaticString) -> Bool {
-        let word = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        return text.count == word.count && zip(text, word).allSatisfy { ($0 >= 65 && $0 <= 90 ? $0 + 32 : $0) == $1 }
+        guard text.count == lowercase.utf8CodeUnitCount else { return false }
+        var expected = lowercase.utf8Start
+        for byte in text {
+            guard foldedToLowercase(byte) == expected.pointee else { return false }
+            expected += 1
+        }
+        return true
+    }
+
+    /// The same for a slice of raw bytes, not generic: the daemon calls this
+    /// from another module, where the generic version ran unspecialized (a
+    /// `zip` whose element tuples were looked up at run time) and took a fifth
+    /// of its CPU time per session.
+    package static func equalsIgnoringCase(_ text: Slice<UnsafeBufferPointer<UInt8>>, _ lowercase: StaticString) -> Bool {
+        guard text.count == lowercase.utf8CodeUnitCount else { return false }
+        let word = lowercase.utf8Start
+        var offset = 0
+        for index in text.indices {
+            guard foldedToLowercase(text.base[index]) == word[offset] else { return false }
+            offset += 1
+        }
+        return true
+    }
+
+    private static func foldedToLowercase(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
     }
 }
