@@ -5,6 +5,7 @@ import Foundation
 #endif
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Where the daemon listens, and how long to wait for it.
 ///
@@ -13,29 +14,63 @@ struct DaemonEndpoint: Sendable {
     let socketPath: String
     let timeout: Duration
 
-    /// Connects a fresh channel and lets `initializer` build its pipeline.
+    /// Connects a fresh channel, lets `initializer` build its pipeline, and
+    /// waits for the future the initializer returns: one wait for the
+    /// connection and what follows it, so that the caller's task is woken once
+    /// per session rather than once per step (every wake is a thread hop).
+    ///
+    /// - Throws: a ``PersistentStorageError`` if connecting fails; the
+    ///   future's own error if it fails, after the channel has been closed.
+    ///   A cancelled caller's channel is closed, which fails that future.
     func connect<Output: Sendable>(
-        _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Output>
-    ) async throws(PersistentStorageError) -> Output {
+        _ initializer: @escaping @Sendable (any Channel) throws -> EventLoopFuture<Output>
+    ) async throws -> Output {
         let deadline = ContinuousClock.now + timeout
         var pause = Duration.milliseconds(1)
         while true {
+            let cancellation = ChannelCancellation()
+            let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+            let output = NIOLoopBoundBox<EventLoopFuture<Output>?>.makeEmptyBox(eventLoop: eventLoop)
+            let result = ClientBootstrap(group: eventLoop)
+                .connectTimeout(TimeAmount(timeout))
+                .channelInitializer { channel in
+                    eventLoop.makeCompletedFuture {
+                        cancellation.attach(channel)
+                        output.value = try initializer(channel)
+                    }
+                }
+                .connect(unixDomainSocketPath: socketPath)
+                .flatMapErrorThrowing { throw ConnectFailure(error: $0) }
+                .flatMap { channel in
+                    output.value!.flatMapError { error in
+                        channel.close().recover { _ in }.flatMapThrowing { throw error }
+                    }
+                }
             do {
-                return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                    .connectTimeout(TimeAmount(timeout))
-                    .connect(unixDomainSocketPath: socketPath, channelInitializer: initializer)
-            } catch let error as IOError where error.errnoCode == EAGAIN && ContinuousClock.now + pause < deadline {
-                // A full listen queue: a blocking connect(2) to a Unix socket
-                // would wait for room, but NIO's non-blocking one fails with
-                // EAGAIN at once. Wait the way a blocking client would, so
-                // that a burst of clients queues instead of failing.
-                try? await Task.sleep(for: pause)
-                if Task.isCancelled { throw connectError(for: error) }
-                pause = min(pause * 2, .milliseconds(50))
-            } catch {
-                throw connectError(for: error)
+                return try await withTaskCancellationHandler {
+                    try await result.get()
+                } onCancel: {
+                    cancellation.cancel()
+                }
+            } catch let failure as ConnectFailure {
+                if let error = failure.error as? IOError, error.errnoCode == EAGAIN, ContinuousClock.now + pause < deadline {
+                    // A full listen queue: a blocking connect(2) to a Unix socket
+                    // would wait for room, but NIO's non-blocking one fails with
+                    // EAGAIN at once. Wait the way a blocking client would, so
+                    // that a burst of clients queues instead of failing.
+                    try? await Task.sleep(for: pause)
+                    if Task.isCancelled { throw connectError(for: error) }
+                    pause = min(pause * 2, .milliseconds(50))
+                    continue
+                }
+                throw connectError(for: failure.error)
             }
         }
+    }
+
+    /// A failure to connect, told apart from the failures of what follows.
+    private struct ConnectFailure: Error {
+        let error: any Error
     }
 
     private func connectError(for error: any Error) -> PersistentStorageError {
@@ -67,5 +102,31 @@ extension TimeAmount {
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+/// Closes a connection's channel when its caller is cancelled, whether the
+/// cancellation comes before the channel exists or after.
+private final class ChannelCancellation: Sendable {
+    private struct State {
+        var cancelled = false
+        var channel: (any Channel)?
+    }
+    private let state = Mutex(State())
+
+    func attach(_ channel: any Channel) {
+        let cancelled = state.withLock { state in
+            state.channel = channel
+            return state.cancelled
+        }
+        if cancelled { channel.close(promise: nil) }
+    }
+
+    func cancel() {
+        let channel = state.withLock { state in
+            state.cancelled = true
+            return state.channel
+        }
+        channel?.close(promise: nil)
     }
 }

@@ -21,8 +21,10 @@ struct SessionConnection: Sendable {
     ///   connection is closed then).
     static func open(to endpoint: DaemonEndpoint, logger: Logger) async throws -> SessionConnection {
         let (updates, continuation) = StorageEventHandler.Updates.makeStream()
-        let (channel, writeAccess) = try await endpoint.connect { channel in
-            channel.eventLoop.makeCompletedFuture {
+        do {
+            // The handshake and the wait for write access time themselves
+            // out; a cancelled caller's channel is closed, which ends both.
+            let (channel, status) = try await endpoint.connect { channel in
                 let upgraded = channel.eventLoop.makePromise(of: Void.self)
                 let writeAccess = channel.eventLoop.makePromise(of: StorageStatus.self)
                 let handshake = WebSocketClientHandshake(path: "/ws", timeout: endpoint.timeout, upgraded: upgraded) { pipeline in
@@ -39,22 +41,15 @@ struct SessionConnection: Sendable {
                 // A failed handshake fails the wait too (the event handler,
                 // which settles it otherwise, is never added then).
                 upgraded.futureResult.cascadeFailure(to: writeAccess)
-                return (channel, writeAccess.futureResult)
+                return writeAccess.futureResult.map { (channel, $0) }
             }
-        }
-        do {
-            // Both steps time themselves out; closing the channel is how a
-            // cancelled caller stops them early.
-            let status = try await withTaskCancellationHandler {
-                try await writeAccess.get()
-            } onCancel: {
-                channel.close(promise: nil)
+            if Task.isCancelled {
+                try? await channel.close()
+                throw CancellationError()
             }
-            try Task.checkCancellation()
             return SessionConnection(channel: channel, firstWritableStatus: status, updates: updates)
         } catch {
             continuation.finish()
-            try? await channel.close()
             throw error
         }
     }
