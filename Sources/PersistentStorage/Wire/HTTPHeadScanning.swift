@@ -38,7 +38,7 @@ package enum HTTPHeadScanning {
         guard text.count == lowercase.utf8CodeUnitCount else { return false }
         let word = lowercase.utf8Start
         var offset = 0
-        for index in text.indices {
+        for index in text.startIndex..<text.endIndex {
             guard foldedToLowercase(text.base[index]) == word[offset] else { return false }
             offset += 1
         }
