@@ -42,9 +42,10 @@ struct BenchmarkRun {
             log("fixture: \(fixture.device) on \(fixture.mountPath)")
             // Measured first, while no daemon watches the mount.
             let limit = try PhysicalLimit.measure(
-                mountPath: fixture.mountPath, fstabPath: fixture.fstabPath,
+                mountPath: fixture.mountPath, fstabPath: fixture.fstabPath, socketDirectory: fixture.directory,
                 cycles: groups.contains(.limit) ? workload.bareRemountCycles : 3,
-                spawns: groups.contains(.limit) ? workload.bareSpawns : 10)
+                spawns: groups.contains(.limit) ? workload.bareSpawns : 10,
+                exchanges: groups.contains(.limit) || groups.contains(.latency) ? workload.bareSocketExchanges : 10)
             results.figures += [
                 .latency("bare_mount_rw", "bare mount(2) remount RW", limit.mountReadWrite),
                 .latency("bare_mount_ro", "bare mount(2) remount RO", limit.mountReadOnly),
@@ -53,6 +54,7 @@ struct BenchmarkRun {
                 .latency("bare_libmount_ro", "KernelRemounter (libmount, syncfs) RO", limit.libmountReadOnly,
                          limit: limit.mountReadOnly.median, basis: "mount RO"),
                 .latency("bare_spawn_true", "bare posix_spawn + wait of `true`", limit.spawnTrue),
+                .latency("bare_socket_exchange", "bare Unix socket: connect, 200 B request, 260 B answer", limit.socketExchange),
             ]
             log("physical limit measured")
 
@@ -171,6 +173,7 @@ struct BenchmarkRun {
         let limit = context.limit
         return [
             .latency("warm_acquire", "warm acquire (another session holds RW)", warmAcquire,
+                     limit: limit.socketExchange.median, basis: "socket exchange",
                      target: "p50 < 250 µs", met: warmAcquire.median < 250),
             .latency("warm_session", "warm session: open, write 4 KiB + fsync, close", warmSession),
             .latency("cold_acquire", "cold acquire (incl. RW remount)", coldAcquire,

@@ -2,22 +2,27 @@ import Glibc
 import PersistentStorageMount
 
 /// What the kernel itself costs for the work a session triggers: the
-/// remounts and a process spawn, timed without the daemon in between.
+/// remounts, a process spawn and a socket exchange, timed without the daemon
+/// in between.
 struct PhysicalLimit {
     var mountReadWrite: Samples
     var mountReadOnly: Samples
     var libmountReadWrite: Samples
     var libmountReadOnly: Samples
     var spawnTrue: Samples
+    /// ``SocketExchange``: connect, request, answer; the floor of a session's open.
+    var socketExchange: Samples
 
     /// Two bare remounts and one spawn: what `kvmd-pstrun -- true` cannot beat.
     var pstrunFloorMicroseconds: Double { mountReadWrite.median + mountReadOnly.median + spawnTrue.median }
 
     /// Runs before the daemon starts, so that nobody else touches the mount.
-    static func measure(mountPath: String, fstabPath: String, cycles: Int, spawns: Int) throws -> PhysicalLimit {
+    static func measure(
+        mountPath: String, fstabPath: String, socketDirectory: String, cycles: Int, spawns: Int, exchanges: Int
+    ) throws -> PhysicalLimit {
         var limit = PhysicalLimit(
             mountReadWrite: Samples(), mountReadOnly: Samples(),
-            libmountReadWrite: Samples(), libmountReadOnly: Samples(), spawnTrue: Samples())
+            libmountReadWrite: Samples(), libmountReadOnly: Samples(), spawnTrue: Samples(), socketExchange: Samples())
         let clock = ContinuousClock()
         for cycle in -2..<cycles {
             let startWrite = clock.now
@@ -46,6 +51,7 @@ struct PhysicalLimit {
             let run = try spawnAndWait(["true"])
             if spawn >= 0 { limit.spawnTrue.append(run.wallTime) }
         }
+        limit.socketExchange = try SocketExchange.measure(directory: socketDirectory, count: exchanges)
         return limit
     }
 

@@ -7,6 +7,7 @@ import Synchronization
 struct Workload: Sendable {
     var bareRemountCycles: Int
     var bareSpawns: Int
+    var bareSocketExchanges: Int
     var warmAcquires: Int
     var warmSessions: Int
     var coldCycles: Int
@@ -21,14 +22,14 @@ struct Workload: Sendable {
     var soakSessions: Int
 
     static let full = Workload(
-        bareRemountCycles: 200, bareSpawns: 1000, warmAcquires: 3000, warmSessions: 1000, coldCycles: 200,
+        bareRemountCycles: 200, bareSpawns: 1000, bareSocketExchanges: 3000, warmAcquires: 3000, warmSessions: 1000, coldCycles: 200,
         pstrunColdRuns: 100, pstrunWarmRuns: 300, churnDuration: .seconds(5), churnClients: [1, 16, 256],
         scaleSessions: [1000, 10_000], idleDuration: .seconds(60), idleSessions: 100,
         soakWarmUpSessions: 10_000, soakSessions: 100_000)
 
     /// Seconds, not minutes: enough to prove every figure still runs.
     static let smoke = Workload(
-        bareRemountCycles: 5, bareSpawns: 20, warmAcquires: 50, warmSessions: 20, coldCycles: 5,
+        bareRemountCycles: 5, bareSpawns: 20, bareSocketExchanges: 50, warmAcquires: 50, warmSessions: 20, coldCycles: 5,
         pstrunColdRuns: 3, pstrunWarmRuns: 5, churnDuration: .milliseconds(300), churnClients: [1, 16, 256],
         scaleSessions: [100, 500], idleDuration: .seconds(1), idleSessions: 20,
         soakWarmUpSessions: 200, soakSessions: 2000)
