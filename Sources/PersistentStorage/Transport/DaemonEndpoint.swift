@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Glibc
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -31,15 +32,22 @@ struct DaemonEndpoint: Sendable {
             let cancellation = ChannelCancellation()
             let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
             let output = NIOLoopBoundBox<EventLoopFuture<Output>?>.makeEmptyBox(eventLoop: eventLoop)
-            let result = ClientBootstrap(group: eventLoop)
-                .connectTimeout(TimeAmount(timeout))
+            let bootstrap = ClientBootstrap(group: eventLoop)
                 .channelInitializer { channel in
                     eventLoop.makeCompletedFuture {
                         cancellation.attach(channel)
                         output.value = try initializer(channel)
                     }
                 }
-                .connect(unixDomainSocketPath: socketPath)
+            let connected: EventLoopFuture<any Channel>
+            switch Self.connectedSocket(to: socketPath) {
+            case .success(let descriptor):
+                // From here NIO owns the descriptor and closes it.
+                connected = bootstrap.withConnectedSocket(descriptor)
+            case .failure(let error):
+                connected = eventLoop.makeFailedFuture(error)
+            }
+            let result = connected
                 .flatMapErrorThrowing { throw ConnectFailure(error: $0) }
                 .flatMap { channel in
                     output.value!.flatMapError { error in
@@ -66,6 +74,38 @@ struct DaemonEndpoint: Sendable {
                 throw connectError(for: failure.error)
             }
         }
+    }
+
+    /// A non-blocking, close-on-exec Unix stream socket connected to `path`.
+    ///
+    /// Connected here rather than by NIO: on a Unix socket connect(2) succeeds
+    /// or fails at once, so NIO's asynchronous connect (a promise chain and a
+    /// connect timer per session) is work for nothing.
+    private static func connectedSocket(to path: String) -> Result<CInt, IOError> {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(path.utf8)
+        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            return .failure(IOError(errnoCode: ENAMETOOLONG, reason: "connect"))
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: pathBytes)
+            raw[pathBytes.count] = 0
+        }
+        let flags = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let descriptor = socket(AF_UNIX, flags, 0)
+        guard descriptor >= 0 else { return .failure(IOError(errnoCode: errno, reason: "socket")) }
+        let result = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0 else {
+            let code = errno
+            close(descriptor)
+            return .failure(IOError(errnoCode: code, reason: "connect"))
+        }
+        return .success(descriptor)
     }
 
     /// A failure to connect, told apart from the failures of what follows.
