@@ -75,7 +75,7 @@ let package = Package(
         // Test support shared by every suite: a real ext4 image on a real loop device.
         .target(
             name: "PersistentStorageTestSupport",
-            dependencies: ["PersistentStorageMount"]
+            dependencies: ["PersistentStorage", "PersistentStorageMount"]
         ),
         // The daemon test bed, which records test issues (Swift Testing): kept
         // apart so that the benchmark runner can use the fixture in release builds.

@@ -58,13 +58,8 @@ enum SocketExchange {
     }
 
     private static func listeningSocket(at path: String) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw BenchmarkFailure("socket(2): \(String(cString: strerror(errno)))") }
-        var address = unixAddress(path)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0, listen(fd, 128) == 0 else {
+        let (fd, address) = try streamSocket(for: path)
+        guard address.withSocketAddress({ bind(fd, $0, $1) }) == 0, listen(fd, 128) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
             throw BenchmarkFailure("bind/listen on \(path): \(reason)")
@@ -73,13 +68,8 @@ enum SocketExchange {
     }
 
     private static func connectedSocket(to path: String) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw BenchmarkFailure("socket(2): \(String(cString: strerror(errno)))") }
-        var address = unixAddress(path)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
+        let (fd, address) = try streamSocket(for: path)
+        guard address.withSocketAddress({ connect(fd, $0, $1) }) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
             throw BenchmarkFailure("connect to \(path): \(reason)")
@@ -87,14 +77,12 @@ enum SocketExchange {
         return fd
     }
 
-    private static func unixAddress(_ path: String) -> sockaddr_un {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { destination in
-            let bytes = Array(path.utf8.prefix(destination.count - 1))
-            destination.copyBytes(from: bytes)
-        }
-        return address
+    /// A blocking stream socket, and the address of `path`.
+    private static func streamSocket(for path: String) throws -> (Int32, UnixSocketAddress) {
+        guard let address = UnixSocketAddress(path: path) else { throw BenchmarkFailure("\(path) is too long for a socket") }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw BenchmarkFailure("socket(2): \(String(cString: strerror(errno)))") }
+        return (fd, address)
     }
 
     private static func readFully(_ fd: Int32, _ buffer: inout [UInt8]) -> Bool {

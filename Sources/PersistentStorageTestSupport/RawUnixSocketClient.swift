@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import PersistentStorage
 
 /// Why a raw socket exchange failed.
 public enum RawSocketError: Error, CustomStringConvertible {
@@ -94,22 +95,14 @@ public final class RawUnixSocketClient {
         self.timeout = timeout
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw RawSocketError.system(call: "socket", errno: errno) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
         // A class whose init throws after every property is set still runs
         // deinit: the descriptor is closed once, here, and marked as such so
         // deinit does not close a number another thread has reused.
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        guard let address = UnixSocketAddress(path: path) else {
             close()
             throw RawSocketError.system(call: "connect \(path)", errno: ENAMETOOLONG)
         }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
+        let result = address.withSocketAddress { connect(fd, $0, $1) }
         guard result == 0 else {
             let code = errno
             close()

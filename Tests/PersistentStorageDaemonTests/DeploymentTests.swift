@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import PersistentStorage
 import PersistentStorageMount
 import PersistentStorageTestBed
 import PersistentStorageTestSupport
@@ -42,10 +43,14 @@ struct DeploymentTests {
         }
     }
 
-    @Test("READY=1 once listening, STATUS= with the session count, and STOPPING=1 on shutdown go to NOTIFY_SOCKET", .enabled(if: RealMounts.enabled))
-    func systemdNotification() async throws {
+    @Test("READY=1 once listening, STATUS= with the session count, and STOPPING=1 on shutdown go to NOTIFY_SOCKET (a path, or an abstract \"@name\")",
+          .enabled(if: RealMounts.enabled), arguments: [false, true])
+    func systemdNotification(abstract: Bool) async throws {
         try await withStorageFixture { fixture in
-            let receiver = try DatagramReceiver(path: fixture.directory + "/notify")
+            let receiver = try DatagramReceiver(
+                path: abstract ? "@swift-pst-notify-\(getpid())-\(UInt32.random(in: 0 ... .max))" : fixture.directory + "/notify")
+            // An abstract name is no file: so the daemon can only reach it in the abstract namespace.
+            #expect(FileManager.default.fileExists(atPath: receiver.path) == !abstract)
             try await withDaemonTestBed(on: fixture, environment: ["NOTIFY_SOCKET": receiver.path]) { bed in
                 let ready = try #require(receiver.receive(timeout: .seconds(5)))
                 #expect(ready.contains("READY=1"), "\(ready)")
@@ -69,7 +74,8 @@ struct DeploymentTests {
     }
 }
 
-/// A bound Unix datagram socket standing in for systemd's notify socket.
+/// A bound Unix datagram socket standing in for systemd's notify socket;
+/// a path starting with "@" is a name in the abstract namespace.
 final class DatagramReceiver {
     let path: String
     private let fd: Int32
@@ -78,19 +84,15 @@ final class DatagramReceiver {
         self.path = path
         fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         try #require(fd >= 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let address = try #require(UnixSocketAddress(path: path, abstract: true))
+        let result = address.withSocketAddress { bind(fd, $0, $1) }
         // On failure deinit closes the descriptor (it runs for a class whose init throws).
         try #require(result == 0, "bind \(path): \(String(cString: strerror(errno)))")
     }
 
     deinit {
         close(fd)
-        unlink(path)
+        if !path.hasPrefix("@") { unlink(path) }
     }
 
     /// The next datagram as text, or nil after `timeout`.
