@@ -63,7 +63,7 @@ struct DaemonEndpoint: Sendable {
             } catch let failure as ConnectFailure {
                 if let error = failure.error as? IOError, error.errnoCode == EAGAIN, ContinuousClock.now + pause < deadline {
                     // A full listen queue: a blocking connect(2) to a Unix socket
-                    // would wait for room, but NIO's non-blocking one fails with
+                    // would wait for room, but a non-blocking one fails with
                     // EAGAIN at once. Wait the way a blocking client would, so
                     // that a burst of clients queues instead of failing.
                     try? await Task.sleep(for: pause)
@@ -113,9 +113,6 @@ struct DaemonEndpoint: Sendable {
             default:
                 return .connectionFailed(socketPath: socketPath, reason: ioError.description)
             }
-        }
-        if case ChannelError.connectTimeout = error {
-            return .timedOut(after: timeout, waitingFor: "a connection to \(socketPath)")
         }
         return .connectionFailed(socketPath: socketPath, reason: "\(error)")
     }
