@@ -30,8 +30,10 @@ enum StateRequest {
         }
         let (head, body) = try await withTimeout(endpoint.timeout, waitingFor: "GET /state") {
             try await channel.executeThenClose { inbound, outbound in
-                try await outbound.write(.head(.daemonRequest(path: "/state")))
-                try await outbound.write(.end(nil))
+                // One write for the head and the end: a GET is complete with
+                // its head, and a server may answer and close at once, before
+                // a separate write of the (empty) end would reach the channel.
+                try await outbound.write(contentsOf: [.head(.daemonRequest(path: "/state")), .end(nil)])
                 return try await readResponse(from: inbound)
             }
         }
