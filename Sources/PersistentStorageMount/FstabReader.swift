@@ -129,12 +129,15 @@ private func normalized(_ path: String) -> String {
     return result
 }
 
-struct SystemCallError: Error {
-    var code: Int32
+/// A failed system call's errno; described as `strerror` puts it.
+package struct SystemCallError: Error, CustomStringConvertible {
+    package var code: Int32
+    package var description: String { String(cString: strerror(code)) }
 }
 
-/// The whole file as UTF-8 text.
-func readFile(_ path: String) throws(SystemCallError) -> String {
+/// The whole file as UTF-8 text, read with read(2) until its end (the fstab
+/// here, the daemon's configuration file too).
+package func readFile(_ path: String) throws(SystemCallError) -> String {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw SystemCallError(code: errno) }
     defer { close(fd) }

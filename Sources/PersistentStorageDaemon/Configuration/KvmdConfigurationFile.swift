@@ -1,4 +1,5 @@
 import Glibc
+import PersistentStorageMount
 
 /// Reads the `pst:` section of a kvmd-style YAML file, with the reference's
 /// key names:
@@ -20,7 +21,7 @@ public enum KvmdConfigurationFile {
     public static func read(path: String) throws(DaemonConfigurationError) -> ConfigurationOverrides {
         let text: String
         do {
-            text = try readTextFile(path)
+            text = try readFile(path)
         } catch {
             throw DaemonConfigurationError("cannot read the configuration file \(path): \(error)")
         }
