@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Testing
 
 @testable import PersistentStorage
@@ -96,6 +97,48 @@ struct WebSocketHandshakeTests {
                 + "Sec-WebSocket-Accept:  \(WebSocketAccept.value(forKey: Self.key(in: head)))\t\r\n\r\n"
         }, trailing: frame)
         #expect(error == nil)
+    }
+
+    @Test("lower-case header names and a status line without a reason are accepted")
+    func acceptedPlainly() async throws {
+        let event = StorageEvent.storage(StorageStatus(clients: 1, data: .init(path: "/tmp", writeAllowed: true))).encodedText()
+        let frame = [0x81, UInt8(event.utf8.count)] + Array(event.utf8)
+        let error = try await openError(answer: { head in
+            "\r\nHTTP/1.1 101\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+                + "sec-websocket-accept: \(WebSocketAccept.value(forKey: Self.key(in: head)))\r\n\r\n"
+        }, trailing: frame)
+        #expect(error == nil)
+    }
+
+    @Test("a status line that is not HTTP/1 is named in the error")
+    func notHTTP1() async throws {
+        #expect(try await openError(answer: { _ in "HTTP/2 101\r\n\r\n" })
+            == .protocolViolation("the daemon's answer to GET /ws is not HTTP: HTTP/2 101"))
+        #expect(try await openError(answer: { _ in "HTTP/1.1\r\n\r\n" })
+            == .protocolViolation("the daemon's answer to GET /ws is not HTTP: HTTP/1.1"))
+    }
+
+    @Test("the request is sent on the connected socket at once, and what it does not take is returned")
+    func sendAtOnce() throws {
+        var pair: [CInt] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair) == 0)
+        defer { close(pair[0]) }
+        let request = WebSocketClientHandshake.Request(path: "/ws").bytes
+
+        // An empty socket takes all of it, and the peer reads it unchanged.
+        #expect(DaemonEndpoint.sendAtOnce(request, on: pair[0]).readableBytes == 0)
+        var received = [UInt8](repeating: 0, count: 4096)
+        let count = read(pair[1], &received, received.count)
+        #expect(Array(received.prefix(max(count, 0))) == Array(request.readableBytesView))
+
+        // A full socket takes none of it: all of it is left for the channel.
+        let filler = [UInt8](repeating: 0x2A, count: 4096)
+        while write(pair[0], filler, filler.count) > 0 {}
+        #expect(DaemonEndpoint.sendAtOnce(request, on: pair[0]).readableBytesView.elementsEqual(request.readableBytesView))
+
+        // A peer that has gone away is no SIGPIPE: the error is left for the channel too.
+        close(pair[1])
+        #expect(DaemonEndpoint.sendAtOnce(request, on: pair[0]).readableBytes == request.readableBytes)
     }
 }
 

@@ -20,11 +20,19 @@ struct DaemonEndpoint: Sendable {
     /// connection and what follows it, so that the caller's task is woken once
     /// per session rather than once per step (every wake is a thread hop).
     ///
+    /// `request`, if given, is sent on the caller's thread as soon as the
+    /// socket is connected, before the channel is handed to NIO: the daemon
+    /// starts on it while this process is still setting the channel up,
+    /// instead of after a hop to the event loop and the pipeline's set-up.
+    /// What the socket did not take at once is passed to `initializer` as
+    /// `unsentRequest`, for the pipeline to send.
+    ///
     /// - Throws: a ``PersistentStorageError`` if connecting fails; the
     ///   future's own error if it fails, after the channel has been closed.
     ///   A cancelled caller's channel is closed, which fails that future.
     func connect<Output: Sendable>(
-        _ initializer: @escaping @Sendable (any Channel) throws -> EventLoopFuture<Output>
+        sending request: ByteBuffer = ByteBuffer(),
+        _ initializer: @escaping @Sendable (_ channel: any Channel, _ unsentRequest: ByteBuffer) throws -> EventLoopFuture<Output>
     ) async throws -> Output {
         let deadline = ContinuousClock.now + timeout
         var pause = Duration.milliseconds(1)
@@ -32,16 +40,17 @@ struct DaemonEndpoint: Sendable {
             let cancellation = ChannelCancellation()
             let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
             let output = NIOLoopBoundBox<EventLoopFuture<Output>?>.makeEmptyBox(eventLoop: eventLoop)
-            let bootstrap = ClientBootstrap(group: eventLoop)
-                .channelInitializer { channel in
-                    eventLoop.makeCompletedFuture {
-                        cancellation.attach(channel)
-                        output.value = try initializer(channel)
-                    }
-                }
             let connected: EventLoopFuture<any Channel>
             switch Self.connectedSocket(to: socketPath) {
             case .success(let descriptor):
+                let unsentRequest = Self.sendAtOnce(request, on: descriptor)
+                let bootstrap = ClientBootstrap(group: eventLoop)
+                    .channelInitializer { channel in
+                        eventLoop.makeCompletedFuture {
+                            cancellation.attach(channel)
+                            output.value = try initializer(channel, unsentRequest)
+                        }
+                    }
                 // From here NIO owns the descriptor and closes it.
                 connected = bootstrap.withConnectedSocket(descriptor)
             case .failure(let error):
@@ -94,6 +103,18 @@ struct DaemonEndpoint: Sendable {
             return .failure(IOError(errnoCode: code, reason: "connect"))
         }
         return .success(descriptor)
+    }
+
+    /// Sends as much of `bytes` as the non-blocking socket takes without
+    /// waiting, and returns the rest. Any error is left for the channel to
+    /// meet again when it sends the rest, and to report the usual way.
+    static func sendAtOnce(_ bytes: ByteBuffer, on descriptor: CInt) -> ByteBuffer {
+        var rest = bytes
+        guard rest.readableBytes > 0 else { return rest }
+        // MSG_NOSIGNAL: a daemon that has already closed must not kill us with SIGPIPE.
+        let sent = rest.withUnsafeReadableBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if sent > 0 { rest.moveReaderIndex(forwardBy: sent) }
+        return rest
     }
 
     /// A failure to connect, told apart from the failures of what follows.

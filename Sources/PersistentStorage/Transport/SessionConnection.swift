@@ -24,10 +24,13 @@ struct SessionConnection: Sendable {
         do {
             // The handshake and the wait for write access time themselves
             // out; a cancelled caller's channel is closed, which ends both.
-            let (channel, status) = try await endpoint.connect { channel in
+            let request = WebSocketClientHandshake.Request(path: "/ws")
+            let (channel, status) = try await endpoint.connect(sending: request.bytes) { channel, unsentRequest in
                 let upgraded = channel.eventLoop.makePromise(of: Void.self)
                 let writeAccess = channel.eventLoop.makePromise(of: StorageStatus.self)
-                let handshake = WebSocketClientHandshake(path: "/ws", timeout: endpoint.timeout, upgraded: upgraded) { pipeline in
+                let handshake = WebSocketClientHandshake(
+                    request: request, unsentRequest: unsentRequest, timeout: endpoint.timeout, upgraded: upgraded
+                ) { pipeline in
                     try addFrameHandlers(
                         to: pipeline, updates: continuation, writeAccess: writeAccess, timeout: endpoint.timeout, logger: logger)
                 }

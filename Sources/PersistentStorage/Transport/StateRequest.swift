@@ -20,7 +20,7 @@ enum StateRequest {
     static let maximumBodySize = 64 * 1024
 
     static func fetch(from endpoint: DaemonEndpoint) async throws -> Answer {
-        let channel = try await endpoint.connect { channel in
+        let channel = try await endpoint.connect { channel, _ in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHTTPClientHandlers()
                 return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(

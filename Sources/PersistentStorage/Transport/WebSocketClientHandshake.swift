@@ -24,7 +24,39 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
     /// An answer's head larger than this is not the daemon's.
     static let maximumHeadSize = 16 * 1024
 
-    private let request: ByteBuffer
+    /// The upgrade request of one session, and the accept value its answer
+    /// must carry. Made before connecting, so that the request can be sent as
+    /// soon as the socket is connected (see ``DaemonEndpoint/connect(sending:_:)``).
+    struct Request: Sendable {
+        let bytes: ByteBuffer
+        let expectedAccept: String
+
+        init(path: String) {
+            // Two draws of 64 bits: every draw is a getrandom(2) call.
+            var generator = SystemRandomNumberGenerator()
+            var keyBytes: [UInt8] = []
+            keyBytes.reserveCapacity(16)
+            for _ in 0..<2 {
+                let word: UInt64 = generator.next()
+                for shift in stride(from: 0, to: 64, by: 8) { keyBytes.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+            }
+            let key = Data(keyBytes).base64EncodedString()
+            expectedAccept = WebSocketAccept.value(forKey: key)
+            bytes = ByteBuffer(string: """
+                GET \(path) HTTP/1.1\r
+                Host: localhost\r
+                User-Agent: swift-pst\r
+                Upgrade: websocket\r
+                Connection: Upgrade\r
+                Sec-WebSocket-Key: \(key)\r
+                Sec-WebSocket-Version: 13\r
+                \r
+
+                """)
+        }
+    }
+
+    private let unsentRequest: ByteBuffer
     private let expectedAccept: String
     private let installFrameHandlers: (ChannelPipeline.SynchronousOperations) throws -> Void
     private let upgraded: EventLoopPromise<Void>
@@ -34,36 +66,20 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
     private var done = false
 
     /// - Parameters:
+    ///   - unsentRequest: what of `request` is still to be sent; the caller
+    ///     may have sent the rest on the socket already.
     ///   - upgraded: succeeds once the frame handlers are in place, fails with a
     ///     ``PersistentStorageError`` if the daemon did not switch protocols
     ///     within `timeout`.
     init(
-        path: String,
+        request: Request,
+        unsentRequest: ByteBuffer,
         timeout: Duration,
         upgraded: EventLoopPromise<Void>,
         installFrameHandlers: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void
     ) {
-        // Two draws of 64 bits: every draw is a getrandom(2) call.
-        var generator = SystemRandomNumberGenerator()
-        var keyBytes: [UInt8] = []
-        keyBytes.reserveCapacity(16)
-        for _ in 0..<2 {
-            let word: UInt64 = generator.next()
-            for shift in stride(from: 0, to: 64, by: 8) { keyBytes.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
-        }
-        let key = Data(keyBytes).base64EncodedString()
-        expectedAccept = WebSocketAccept.value(forKey: key)
-        request = ByteBuffer(string: """
-            GET \(path) HTTP/1.1\r
-            Host: localhost\r
-            User-Agent: swift-pst\r
-            Upgrade: websocket\r
-            Connection: Upgrade\r
-            Sec-WebSocket-Key: \(key)\r
-            Sec-WebSocket-Version: 13\r
-            \r
-
-            """)
+        self.expectedAccept = request.expectedAccept
+        self.unsentRequest = unsentRequest
         self.upgraded = upgraded
         self.timeout = timeout
         self.installFrameHandlers = installFrameHandlers
@@ -92,7 +108,7 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
             guard !handler.done else { return }
             handler.fail(.timedOut(after: timeout, waitingFor: "the WebSocket upgrade of GET /ws"), context: context)
         }
-        context.writeAndFlush(NIOAny(request), promise: nil)
+        if unsentRequest.readableBytes > 0 { context.writeAndFlush(NIOAny(unsentRequest), promise: nil) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -114,10 +130,13 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
             }
             return
         }
-        var rest = buffer
-        let head = rest.readString(length: headLength) ?? ""
         received = nil
-        if let problem = problem(withHead: head) {
+        let problem = buffer.withUnsafeReadableBytes { bytes -> String? in
+            self.problem(withHead: UnsafeBufferPointer(rebasing: bytes.assumingMemoryBound(to: UInt8.self)[..<headLength]))
+        }
+        var rest = buffer
+        rest.moveReaderIndex(forwardBy: headLength)
+        if let problem {
             fail(.protocolViolation(problem), context: context)
             return
         }
@@ -162,38 +181,46 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
     }
 
     /// Why `head` is not an acceptance of the upgrade, or nil if it is.
-    private func problem(withHead head: String) -> String? {
-        // Lines by bytes: Character-wise splitting was a tenth of the handshake.
-        let lines = head.utf8.split(separator: UInt8(ascii: "\n")).map { line in
-            Substring(line.last == UInt8(ascii: "\r") ? line.dropLast() : line)
+    ///
+    /// Read as bytes, without a `String` until there is something to report:
+    /// splitting the head into `Substring` lines was a twentieth of the
+    /// client's CPU time per session (Documentation/Benchmarks.md).
+    private func problem(withHead head: UnsafeBufferPointer<UInt8>) -> String? {
+        var lines = Self.lines(of: head)[...]
+        while let first = lines.first, first.isEmpty { lines = lines.dropFirst() }
+        guard let statusLine = lines.popFirst() else { return "the daemon's answer to GET /ws is empty" }
+        let text = { (bytes: Slice<UnsafeBufferPointer<UInt8>>) in String(decoding: bytes.prefix(80), as: UTF8.self) }
+        // "HTTP/1.x", spaces, the code, and the reason after it.
+        let versionEnd = statusLine.firstIndex(of: UInt8(ascii: " ")) ?? statusLine.endIndex
+        let codeStart = statusLine[versionEnd...].firstIndex { $0 != UInt8(ascii: " ") } ?? statusLine.endIndex
+        let codeEnd = statusLine[codeStart...].firstIndex(of: UInt8(ascii: " ")) ?? statusLine.endIndex
+        guard codeStart < codeEnd, statusLine[..<versionEnd].starts(with: "HTTP/1.".utf8) else {
+            return "the daemon's answer to GET /ws is not HTTP: \(text(statusLine))"
         }
-        guard let statusLine = lines.first(where: { !$0.isEmpty }) else { return "the daemon's answer to GET /ws is empty" }
-        let statusParts = statusLine.split(separator: " ", maxSplits: 2)
-        guard statusParts.count >= 2, statusParts[0].hasPrefix("HTTP/1.") else {
-            return "the daemon's answer to GET /ws is not HTTP: \(statusLine.prefix(80))"
-        }
-        guard statusParts[1] == "101" else {
-            return "the daemon did not accept the WebSocket upgrade of GET /ws: \(statusLine.dropFirst(statusParts[0].count + 1).prefix(80))"
+        guard statusLine[codeStart..<codeEnd].elementsEqual("101".utf8) else {
+            return "the daemon did not accept the WebSocket upgrade of GET /ws: \(text(statusLine[(versionEnd + 1)...]))"
         }
         var upgrade = false
         var connection = false
-        var accept: Substring?
-        for line in lines.dropFirst() {
-            guard let colon = line.utf8.firstIndex(of: UInt8(ascii: ":")) else { continue }
+        var acceptIsRight: Bool?
+        for line in lines {
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { continue }
             let name = line[..<colon]
-            let value = Self.trimmed(line[line.index(after: colon)...])
-            if HTTPHeadScanning.equalsIgnoringCase(name.utf8, "upgrade") {
-                upgrade = upgrade || HTTPHeadScanning.equalsIgnoringCase(value.utf8, "websocket")
-            } else if HTTPHeadScanning.equalsIgnoringCase(name.utf8, "connection") {
-                connection = connection || value.split(separator: ",").contains { HTTPHeadScanning.equalsIgnoringCase(Self.trimmed($0).utf8, "upgrade") }
-            } else if HTTPHeadScanning.equalsIgnoringCase(name.utf8, "sec-websocket-accept") {
-                accept = value
+            let value = Self.trimmed(line[(colon + 1)...])
+            if HTTPHeadScanning.equalsIgnoringCase(name, "upgrade") {
+                upgrade = upgrade || HTTPHeadScanning.equalsIgnoringCase(value, "websocket")
+            } else if HTTPHeadScanning.equalsIgnoringCase(name, "connection") {
+                connection = connection || value.split(separator: UInt8(ascii: ",")).contains {
+                    HTTPHeadScanning.equalsIgnoringCase(Self.trimmed($0), "upgrade")
+                }
+            } else if HTTPHeadScanning.equalsIgnoringCase(name, "sec-websocket-accept") {
+                acceptIsRight = value.elementsEqual(expectedAccept.utf8)
             }
         }
         guard upgrade, connection else {
             return "the daemon's 101 answer to GET /ws lacks Upgrade: websocket or Connection: Upgrade"
         }
-        guard let accept, accept.utf8.elementsEqual(expectedAccept.utf8) else {
+        guard acceptIsRight == true else {
             return "the daemon's 101 answer to GET /ws has a wrong Sec-WebSocket-Accept"
         }
         return nil
@@ -201,11 +228,18 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
 }
 
 extension WebSocketClientHandshake {
+    /// The lines of a head, split at LF, each without its CR; empty lines are left out.
+    fileprivate static func lines(of head: UnsafeBufferPointer<UInt8>) -> [Slice<UnsafeBufferPointer<UInt8>>] {
+        head.split(separator: UInt8(ascii: "\n")).map { line in
+            line.last == UInt8(ascii: "\r") ? line.dropLast() : line
+        }
+    }
+
     /// Without the spaces and tabs HTTP allows around a header value.
-    fileprivate static func trimmed(_ text: Substring) -> Substring {
-        let isBlank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+    fileprivate static func trimmed(_ text: Slice<UnsafeBufferPointer<UInt8>>) -> Slice<UnsafeBufferPointer<UInt8>> {
+        let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
         guard let first = text.firstIndex(where: { !isBlank($0) }), let last = text.lastIndex(where: { !isBlank($0) }) else {
-            return ""
+            return text[text.startIndex..<text.startIndex]
         }
         return text[first...last]
     }
