@@ -24,8 +24,10 @@ struct WebSocketHandshakeTests {
             .map { String($0.dropFirst("sec-websocket-key:".count).trimmingCharacters(in: .whitespaces)) } ?? ""
     }
 
-    private func openError(answer: @escaping @Sendable (String) -> String?, trailing: [UInt8] = [], timeout: Duration = .seconds(5)) async throws -> PersistentStorageError? {
-        try await CannedAnswerServer.withServer(answer: { head in answer(head).map { Array($0.utf8) + trailing } }) { socketPath in
+    private func openError(
+        answer: @escaping @Sendable (String) -> String?, trailing: [UInt8] = [], thenClose: Bool = false, timeout: Duration = .seconds(5)
+    ) async throws -> PersistentStorageError? {
+        try await CannedAnswerServer.withServer(answer: { head in answer(head).map { Array($0.utf8) + trailing } }, thenClose: thenClose) { socketPath in
             do {
                 let session = try await PersistentStorage(socketPath: socketPath, timeout: timeout).openSession()
                 await session.close()
@@ -97,6 +99,17 @@ struct WebSocketHandshakeTests {
                 + "Sec-WebSocket-Accept:  \(WebSocketAccept.value(forKey: Self.key(in: head)))\t\r\n\r\n"
         }, trailing: frame)
         #expect(error == nil)
+    }
+
+    @Test("a connection that ends in the middle of the first frame says so")
+    func endsMidFrame() async throws {
+        let event = StorageEvent.storage(StorageStatus(clients: 1, data: .init(path: "/tmp", writeAllowed: true))).encodedText()
+        let frame = [0x81, UInt8(event.utf8.count)] + Array(event.utf8)
+        let error = try await openError(answer: { head in
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Accept: \(WebSocketAccept.value(forKey: Self.key(in: head)))\r\n\r\n"
+        }, trailing: Array(frame.prefix(10)), thenClose: true)
+        #expect(error == .protocolViolation("the daemon closed the connection in the middle of a WebSocket frame"))
     }
 
     @Test("lower-case header names and a status line without a reason are accepted")

@@ -57,7 +57,10 @@ struct SessionConnection: Sendable {
         }
     }
 
-    /// What follows the handshake: frames in and out, then events.
+    /// What follows the handshake: one handler for frames in and out and
+    /// the events they carry. It joins fragmented messages and answers
+    /// protocol errors itself, so that the session learns why it ended before
+    /// the connection closes.
     private static func addFrameHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations,
         updates: StorageEventHandler.Updates.Continuation,
@@ -65,14 +68,7 @@ struct SessionConnection: Sendable {
         timeout: Duration,
         logger: Logger
     ) throws {
-        try pipeline.addHandlers(
-            WebSocketFrameEncoder(),
-            ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maximumMessageSize)),
-            // StorageEventHandler joins fragmented messages and answers
-            // protocol errors itself, so that the session learns why it ended
-            // before the connection closes.
-            StorageEventHandler(updates: updates, writeAccess: writeAccess, timeout: timeout, logger: logger)
-        )
+        try pipeline.addHandler(StorageEventHandler(updates: updates, writeAccess: writeAccess, timeout: timeout, logger: logger))
     }
 
 }

@@ -2,15 +2,19 @@ import Logging
 import NIOCore
 import NIOWebSocket
 
-/// The client end of `/ws` once the upgrade is done: turns frames into
-/// ``StorageStatus`` updates and keeps the WebSocket's side of the bargain.
+/// The client end of `/ws` once the upgrade is done: reads the daemon's
+/// frames from the connection's bytes, turns them into ``StorageStatus``
+/// updates, and keeps the WebSocket's side of the bargain. Frames written to
+/// the channel (unmasked) leave it masked.
 ///
 /// It runs on the channel's event loop, so pings are answered and the close
-/// handshake is completed even while nobody is reading the updates.
+/// handshake is completed even while nobody is reading the updates. It is the
+/// session's only handler after the handshake: framing is done here
+/// (``WebSocketFrameCoding``) rather than by two more NIO handlers.
 final class StorageEventHandler: ChannelDuplexHandler {
-    typealias InboundIn = WebSocketFrame
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    typealias OutboundOut = ByteBuffer
 
     /// How a session's updates end: `nil` when we closed it ourselves.
     typealias Updates = AsyncThrowingStream<StorageStatus, any Error>
@@ -33,6 +37,10 @@ final class StorageEventHandler: ChannelDuplexHandler {
     private var closingByUs = false
     /// Set once the updates stream has been finished.
     private var finished = false
+    /// The start of a frame whose rest has not arrived yet.
+    private var unread: ByteBuffer?
+    /// Set once a frame broke the rules: what follows it is not read.
+    private var stoppedReading = false
 
     init(updates: Updates.Continuation, writeAccess: EventLoopPromise<StorageStatus>, timeout: Duration, logger: Logger) {
         self.updates = updates
@@ -57,7 +65,28 @@ final class StorageEventHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        guard !stoppedReading else { return }
+        var bytes = unwrapInboundIn(data)
+        if var earlier = unread {
+            unread = nil
+            earlier.writeBuffer(&bytes)
+            bytes = earlier
+        }
+        do {
+            while !stoppedReading, let frame = try WebSocketFrameCoding.readFrame(from: &bytes, maximumSize: SessionConnection.maximumMessageSize) {
+                received(frame, context: context)
+            }
+        } catch {
+            stoppedReading = true
+            sendClose(code: error.closeCode, context: context)
+            fail(.protocolViolation("invalid WebSocket frame (\(error))"), context: context)
+            return
+        }
+        // At most one frame's worth: readFrame fails a larger one by its header.
+        if bytes.readableBytes > 0 { unread = bytes }
+    }
+
+    private func received(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
         switch frame.opcode {
         case .text, .continuation:
             switch messages.add(frame) {
@@ -66,6 +95,7 @@ final class StorageEventHandler: ChannelDuplexHandler {
             case .incomplete:
                 break
             case .failure(let code, let reason):
+                stoppedReading = true
                 sendClose(code: code, context: context)
                 fail(.protocolViolation("invalid WebSocket message (\(reason))"), context: context)
             }
@@ -78,36 +108,32 @@ final class StorageEventHandler: ChannelDuplexHandler {
         case .connectionClose:
             receivedClose(frame, context: context)
         case .binary:
+            stoppedReading = true
             fail(.protocolViolation("the daemon sent a binary frame"), context: context)
         default:
+            stoppedReading = true
             fail(.protocolViolation("the daemon sent a frame with opcode \(frame.opcode)"), context: context)
         }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        var frame = unwrapOutboundIn(data)
+        let frame = unwrapOutboundIn(data)
         if frame.opcode == .connectionClose { closingByUs = true }
         // RFC 6455 5.3: every frame a client sends is masked with a fresh key.
-        frame.maskKey = .random()
-        context.write(wrapOutboundOut(frame), promise: promise)
+        var bytes = context.channel.allocator.buffer(capacity: 14 + frame.data.readableBytes)
+        WebSocketFrameCoding.write(frame, maskedWith: .random(), to: &bytes)
+        context.write(wrapOutboundOut(bytes), promise: promise)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        switch error {
-        case let error as NIOWebSocketError:
-            sendClose(code: error == .invalidFrameLength ? .messageTooLarge : .protocolError, context: context)
-            fail(.protocolViolation("invalid WebSocket frame (\(error))"), context: context)
-        case is ByteToMessageDecoderError:
-            sendClose(code: .protocolError, context: context)
-            fail(.protocolViolation("invalid WebSocket message (\(error))"), context: context)
-        default:
-            logger.debug("PST connection error: \(error)")
-            fail(.connectionClosed, context: context)
-        }
+        logger.debug("PST connection error: \(error)")
+        fail(.connectionClosed, context: context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if closingByUs {
+        if unread != nil && !stoppedReading {
+            finish(throwing: PersistentStorageError.revoked(.protocolViolation("the daemon closed the connection in the middle of a WebSocket frame")))
+        } else if closingByUs {
             finish(throwing: nil)
         } else {
             finish(throwing: PersistentStorageError.revoked(.connectionClosed))
@@ -174,7 +200,7 @@ final class StorageEventHandler: ChannelDuplexHandler {
 
     private func send(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
         // Through our own `write`, so the frame gets masked.
-        write(context: context, data: wrapOutboundOut(frame), promise: nil)
+        write(context: context, data: NIOAny(frame), promise: nil)
         context.flush()
     }
 
