@@ -117,4 +117,17 @@ struct WebSocketFrameCodingTests {
         // Writing leaves the frame's own buffer as it was.
         #expect(text.data == Self.frame(.text, size: size).data)
     }
+
+    @Test("frames the daemon writes are unmasked and read by NIO as sent", arguments: [0, 122, 126, 70_000])
+    func writesUnmasked(size: Int) throws {
+        let text = Self.frame(.text, size: size)
+        var bytes = ByteBuffer()
+        WebSocketFrameCoding.write(text, maskedWith: nil, to: &bytes)
+        // Byte for byte what NIO's own encoder writes.
+        #expect(bytes == (try encodedByNIO(text)))
+        let frames = try decodedByNIO(bytes)
+        #expect(frames.count == 1)
+        #expect(frames.first?.maskKey == nil)
+        #expect(frames.first?.data == text.data)
+    }
 }

@@ -121,7 +121,7 @@ final class StorageEventHandler: ChannelDuplexHandler {
         if frame.opcode == .connectionClose { closingByUs = true }
         // RFC 6455 5.3: every frame a client sends is masked with a fresh key.
         var bytes = context.channel.allocator.buffer(capacity: 14 + frame.data.readableBytes)
-        WebSocketFrameCoding.write(frame, maskedWith: .random(), to: &bytes)
+        WebSocketFrameCoding.write(frame, maskedWith: WebSocketMaskingKey.random(), to: &bytes)
         context.write(wrapOutboundOut(bytes), promise: promise)
     }
 

@@ -1,17 +1,18 @@
 import NIOCore
 import NIOWebSocket
 
-/// The client's side of WebSocket framing (RFC 6455 5.2), done inside the
-/// session's one event handler instead of by NIO's frame decoder and encoder.
+/// WebSocket framing (RFC 6455 5.2) for both ends of `/ws`, done by one
+/// handler of ours instead of NIO's frame decoder and encoder.
 ///
 /// Those two were two more handlers in every session's pipeline, with a
 /// `ByteToMessageHandler` around the decoder; adding, running and tearing
 /// them down was a twentieth of the client's CPU time per session
-/// (Documentation/Benchmarks.md). A client only reads the daemon's frames and
-/// writes small masked control frames, which takes little code.
-enum WebSocketFrameCoding {
+/// (Documentation/Benchmarks.md). Reading a frame and writing one take little
+/// code, and the rules about messages are the handlers' own
+/// (``WebSocketMessageAssembler``).
+package enum WebSocketFrameCoding {
     /// Why the bytes at the front of a connection are not a frame we accept.
-    enum ReadFailure: Error, Equatable, CustomStringConvertible {
+    package enum ReadFailure: Error, Equatable, CustomStringConvertible {
         /// The frame is larger than the bound (answered with 1009).
         case frameTooLarge(limit: Int)
         /// A control frame without FIN (answered with 1002, as are the others).
@@ -19,7 +20,7 @@ enum WebSocketFrameCoding {
         /// A control frame with more than 125 bytes of payload.
         case controlFrameTooLong
 
-        var description: String {
+        package var description: String {
             switch self {
             case .frameTooLarge(let limit): "a frame larger than \(limit) bytes"
             case .fragmentedControlFrame: "a fragmented control frame"
@@ -27,7 +28,7 @@ enum WebSocketFrameCoding {
             }
         }
 
-        var closeCode: WebSocketErrorCode {
+        package var closeCode: WebSocketErrorCode {
             if case .frameTooLarge = self { .messageTooLarge } else { .protocolError }
         }
     }
@@ -39,7 +40,7 @@ enum WebSocketFrameCoding {
     /// over `maximumSize` fails before its payload is waited for (or kept).
     /// A masked frame is accepted and comes with its mask, as NIO's decoder
     /// did; ``WebSocketFrame/unmaskedData`` reads it either way.
-    static func readFrame(from buffer: inout ByteBuffer, maximumSize: Int) throws(ReadFailure) -> WebSocketFrame? {
+    package static func readFrame(from buffer: inout ByteBuffer, maximumSize: Int) throws(ReadFailure) -> WebSocketFrame? {
         var rest = buffer
         guard let first = rest.readInteger(as: UInt8.self), let second = rest.readInteger(as: UInt8.self) else { return nil }
         let length: UInt64
@@ -73,30 +74,34 @@ enum WebSocketFrameCoding {
             maskKey: maskKey, data: payload)
     }
 
-    /// Appends `frame` to `buffer` masked with `key`, as every frame a client
-    /// sends must be (RFC 6455 5.3). `frame.data` is taken as it is, unmasked;
-    /// the frame's own `maskKey` is not used.
-    static func write(_ frame: WebSocketFrame, maskedWith key: WebSocketMaskingKey, to buffer: inout ByteBuffer) {
+    /// Appends `frame` to `buffer`, header and payload together: masked with
+    /// `key`, as every frame a client sends must be (RFC 6455 5.3), or
+    /// unmasked (`nil`), as a server sends them. `frame.data` is taken as it
+    /// is, unmasked; the frame's own `maskKey` is not used.
+    package static func write(_ frame: WebSocketFrame, maskedWith key: WebSocketMaskingKey?, to buffer: inout ByteBuffer) {
         var first = UInt8(webSocketOpcode: frame.opcode)
         if frame.fin { first |= 0x80 }
         if frame.rsv1 { first |= 0x40 }
         if frame.rsv2 { first |= 0x20 }
         if frame.rsv3 { first |= 0x10 }
         buffer.writeInteger(first)
+        let maskBit: UInt8 = key == nil ? 0 : 0x80
         let length = frame.data.readableBytes
         switch length {
         case ..<126:
-            buffer.writeInteger(0x80 | UInt8(length))
+            buffer.writeInteger(maskBit | UInt8(length))
         case ...Int(UInt16.max):
-            buffer.writeInteger(UInt8(0x80 | 126))
+            buffer.writeInteger(maskBit | 126)
             buffer.writeInteger(UInt16(length))
         default:
-            buffer.writeInteger(UInt8(0x80 | 127))
+            buffer.writeInteger(maskBit | 127)
             buffer.writeInteger(UInt64(length))
         }
-        buffer.writeBytes(key)
         var payload = frame.data
-        payload.webSocketMask(key)
+        if let key {
+            buffer.writeBytes(key)
+            payload.webSocketMask(key)
+        }
         buffer.writeBuffer(&payload)
     }
 }

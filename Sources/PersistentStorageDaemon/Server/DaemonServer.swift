@@ -116,9 +116,7 @@ final class DaemonServer: Sendable {
         let routes = UpgradeFastPath.Routes(
             admitsSession: { peerIsAllowed && controller.acceptsSessionsNow },
             addSessionHandlers: { pipeline in
-                try pipeline.addHandlers(
-                    WebSocketFrameEncoder(),
-                    ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: settings.maxFrameSize)))
+                try pipeline.addHandler(WebSocketServerFraming(maximumFrameSize: settings.maxFrameSize))
                 try addSessionHandlers(
                     to: pipeline, peer: peer, settings: settings, controller: controller, heartbeat: heartbeat, logger: logger)
             },
