@@ -16,6 +16,12 @@ struct WebSocketHandshakeTests {
         // Two blocks: the padding spills over.
         #expect(hex(SHA1.digest(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)))
             == "84983e441c3bd26ebaae4aa1f95129e5e54670f1")
+        // Whole blocks and a remainder; whole blocks and nothing left over.
+        #expect(hex(SHA1.digest(Array(("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
+            + "hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu").utf8)))
+            == "a49b2446a02c645bf419f995b67091253a04a259")
+        #expect(hex(SHA1.digest([UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)))
+            == "34aa973cd4c4daa4f61eeb2bdbad27316534016f")
     }
 
     /// The key the client sent, from its request head.
