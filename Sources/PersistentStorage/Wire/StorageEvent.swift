@@ -45,6 +45,7 @@ extension StorageEvent {
     /// `.withoutEscapingSlashes` produces; a test holds the two together.
     public func encodedText() -> String {
         var text = "{\"event\":"
+        if case .storage(let status) = self { text.reserveCapacity(96 + status.data.path.utf8.count) }
         switch self {
         case .storage(let status):
             text += "{\"clients\":"
@@ -66,6 +67,14 @@ extension StorageEvent {
     /// A JSON string literal, escaped the way `JSONEncoder` escapes it.
     private static func appendJSONString(_ string: String, to text: inout String) {
         text += "\""
+        // Paths and event types rarely need escaping: those go in whole
+        // (the daemon encodes one event per new session).
+        let needsEscaping = string.utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+        guard needsEscaping else {
+            text += string
+            text += "\""
+            return
+        }
         for scalar in string.unicodeScalars {
             switch scalar {
             case "\"": text += "\\\""
