@@ -135,6 +135,7 @@ struct BenchmarkRun {
         log("warm acquire and warm session")
         let holder = try await storage.openSession()
         let warmAcquire: Samples
+        let warmOpen: Samples
         let warmSession: Samples
         do {
             var acquire = Samples(reserving: workload.warmAcquires)
@@ -144,6 +145,16 @@ struct BenchmarkRun {
                 if run >= 0 { acquire.append(bodyStarted - start) }
             }
             warmAcquire = acquire
+            // The same open without the body's task group: how much of a
+            // warm acquire is starting the body and its revocation watcher.
+            var open = Samples(reserving: workload.warmAcquires)
+            for run in -50..<workload.warmAcquires {
+                let start = clock.now
+                let session = try await storage.openSession()
+                if run >= 0 { open.append(clock.now - start) }
+                await session.close()
+            }
+            warmOpen = open
             warmSession = try await measure(count: workload.warmSessions, warmUp: 20) {
                 try await storage.withWritableStorage { try writeAndSync(in: $0) }
             }
@@ -175,6 +186,8 @@ struct BenchmarkRun {
             .latency("warm_acquire", "warm acquire (another session holds RW)", warmAcquire,
                      limit: limit.socketExchange.median, basis: "socket exchange",
                      target: "p50 < 250 µs", met: warmAcquire.median < 250),
+            .latency("warm_open", "warm openSession() (no body, no task group)", warmOpen,
+                     limit: limit.socketExchange.median, basis: "socket exchange"),
             .latency("warm_session", "warm session: open, write 4 KiB + fsync, close", warmSession),
             .latency("cold_acquire", "cold acquire (incl. RW remount)", coldAcquire,
                      limit: limit.mountReadWrite.median, basis: "mount RW"),
