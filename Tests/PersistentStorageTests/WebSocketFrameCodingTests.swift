@@ -118,6 +118,73 @@ struct WebSocketFrameCodingTests {
         #expect(text.data == Self.frame(.text, size: size).data)
     }
 
+    /// NIO's decoder over `bytes`: the frames it reads, and whether it failed.
+    private func nioReading(_ bytes: ByteBuffer, maximumSize: Int) -> (frames: [WebSocketFrame], failed: Bool) {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maximumSize)))
+        defer { _ = try? channel.finish() }
+        let failed = (try? channel.writeInbound(bytes)) == nil
+        var frames: [WebSocketFrame] = []
+        while let frame = try? channel.readInbound(as: WebSocketFrame.self) { frames.append(frame) }
+        return (frames, failed)
+    }
+
+    @Test("seeded fuzzing: the same frames and the same failures as NIO's decoder, whatever the chunking")
+    func agreesWithNIO() throws {
+        let seed = UInt64.random(in: 1...UInt64.max)
+        var random = SplitMix64(seed: seed)
+        let maximumSize = 300
+        for round in 0..<3000 {
+            // A few frames, mostly well formed, with random header bits, lengths
+            // around the size classes and the bound, masks or none, and now
+            // and then raw garbage.
+            var bytes = ByteBuffer()
+            for _ in 0..<Int.random(in: 1...4, using: &random) {
+                if Int.random(in: 0..<10, using: &random) == 0 {
+                    bytes.writeBytes((0..<Int.random(in: 1...12, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) })
+                    continue
+                }
+                let length = [0, 1, 125, 126, 127, 299, 300, 301, 65_536].randomElement(using: &random)!
+                    + Int.random(in: 0...2, using: &random)
+                let first = UInt8.random(in: 0...255, using: &random)
+                let masked = Bool.random(using: &random)
+                bytes.writeInteger(first)
+                switch length {
+                case ..<126: bytes.writeInteger((masked ? 0x80 : 0) | UInt8(length))
+                case ...0xFFFF:
+                    bytes.writeInteger((masked ? 0x80 : 0) | UInt8(126))
+                    bytes.writeInteger(UInt16(length))
+                default:
+                    bytes.writeInteger((masked ? 0x80 : 0) | UInt8(127))
+                    bytes.writeInteger(UInt64(length))
+                }
+                if masked { bytes.writeBytes((0..<4).map { _ in UInt8.random(in: 0...255, using: &random) }) }
+                // Sometimes cut short: the frame is then incomplete.
+                let payload = Int.random(in: 0..<8, using: &random) == 0 ? Int.random(in: 0...length, using: &random) : length
+                bytes.writeBytes((0..<min(payload, 400)).map { _ in UInt8.random(in: 0...255, using: &random) })
+            }
+            let expected = nioReading(bytes, maximumSize: maximumSize)
+
+            // Ours, fed in random chunks, keeping what it has not taken.
+            var frames: [WebSocketFrame] = []
+            var failed = false
+            var pending = ByteBuffer()
+            var input = bytes
+            reading: while input.readableBytes > 0 {
+                var chunk = input.readSlice(length: min(input.readableBytes, Int.random(in: 1...64, using: &random)))!
+                pending.writeBuffer(&chunk)
+                do {
+                    while let frame = try WebSocketFrameCoding.readFrame(from: &pending, maximumSize: maximumSize) { frames.append(frame) }
+                } catch {
+                    failed = true
+                    break reading
+                }
+            }
+            #expect(failed == expected.failed, "round \(round), seed \(seed): failed \(failed), NIO \(expected.failed)")
+            #expect(frames == expected.frames, "round \(round), seed \(seed): \(frames.count) frames, NIO \(expected.frames.count)")
+            if failed != expected.failed || frames != expected.frames { break }
+        }
+    }
+
     @Test("frames the daemon writes are unmasked and read by NIO as sent", arguments: [0, 122, 126, 70_000])
     func writesUnmasked(size: Int) throws {
         let text = Self.frame(.text, size: size)
@@ -129,5 +196,18 @@ struct WebSocketFrameCodingTests {
         #expect(frames.count == 1)
         #expect(frames.first?.maskKey == nil)
         #expect(frames.first?.data == text.data)
+    }
+}
+
+/// A small seeded generator, so that a failing round can be replayed.
+private struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

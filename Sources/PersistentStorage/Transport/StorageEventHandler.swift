@@ -131,7 +131,7 @@ final class StorageEventHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if unread != nil && !stoppedReading {
+        if unread != nil && !stoppedReading && !closingByUs {
             finish(throwing: PersistentStorageError.revoked(.protocolViolation("the daemon closed the connection in the middle of a WebSocket frame")))
         } else if closingByUs {
             finish(throwing: nil)
