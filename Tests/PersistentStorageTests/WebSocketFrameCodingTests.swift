@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOWebSocket
+import PersistentStorageTestSupport
 import Testing
 
 @testable import PersistentStorage
@@ -131,7 +132,7 @@ struct WebSocketFrameCodingTests {
     @Test("seeded fuzzing: the same frames and the same failures as NIO's decoder, whatever the chunking")
     func agreesWithNIO() throws {
         let seed = UInt64.random(in: 1...UInt64.max)
-        var random = SplitMix64(seed: seed)
+        var random = SeededRandom(seed: seed)
         let maximumSize = 300
         for round in 0..<3000 {
             // A few frames, mostly well formed, with random header bits, lengths
@@ -140,7 +141,7 @@ struct WebSocketFrameCodingTests {
             var bytes = ByteBuffer()
             for _ in 0..<Int.random(in: 1...4, using: &random) {
                 if Int.random(in: 0..<10, using: &random) == 0 {
-                    bytes.writeBytes((0..<Int.random(in: 1...12, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) })
+                    bytes.writeBytes(random.bytes(Int.random(in: 1...12, using: &random)))
                     continue
                 }
                 let length = [0, 1, 125, 126, 127, 299, 300, 301, 65_536].randomElement(using: &random)!
@@ -157,27 +158,32 @@ struct WebSocketFrameCodingTests {
                     bytes.writeInteger((masked ? 0x80 : 0) | UInt8(127))
                     bytes.writeInteger(UInt64(length))
                 }
-                if masked { bytes.writeBytes((0..<4).map { _ in UInt8.random(in: 0...255, using: &random) }) }
+                if masked { bytes.writeBytes(random.bytes(4)) }
                 // Sometimes cut short: the frame is then incomplete.
                 let payload = Int.random(in: 0..<8, using: &random) == 0 ? Int.random(in: 0...length, using: &random) : length
-                bytes.writeBytes((0..<min(payload, 400)).map { _ in UInt8.random(in: 0...255, using: &random) })
+                bytes.writeBytes(random.bytes(min(payload, 400)))
             }
             let expected = nioReading(bytes, maximumSize: maximumSize)
 
-            // Ours, fed in random chunks, keeping what it has not taken.
+            // Ours, the reader both ends use, fed in random chunks.
+            var reader = WebSocketFrameReader(maximumSize: maximumSize)
             var frames: [WebSocketFrame] = []
             var failed = false
-            var pending = ByteBuffer()
             var input = bytes
             reading: while input.readableBytes > 0 {
-                var chunk = input.readSlice(length: min(input.readableBytes, Int.random(in: 1...64, using: &random)))!
-                pending.writeBuffer(&chunk)
+                reader.append(input.readSlice(length: min(input.readableBytes, Int.random(in: 1...64, using: &random)))!)
                 do {
-                    while let frame = try WebSocketFrameCoding.readFrame(from: &pending, maximumSize: maximumSize) { frames.append(frame) }
+                    while let frame = try reader.nextFrame() { frames.append(frame) }
                 } catch {
                     failed = true
                     break reading
                 }
+            }
+            // Whatever is left over is the start of a frame, and the reader says so.
+            if !failed {
+                var rest = bytes
+                while (try? WebSocketFrameCoding.readFrame(from: &rest, maximumSize: maximumSize)).flatMap({ $0 }) != nil {}
+                #expect(reader.isInsideFrame == (rest.readableBytes > 0), "round \(round), seed \(seed)")
             }
             #expect(failed == expected.failed, "round \(round), seed \(seed): failed \(failed), NIO \(expected.failed)")
             #expect(frames == expected.frames, "round \(round), seed \(seed): \(frames.count) frames, NIO \(expected.frames.count)")
@@ -199,15 +205,3 @@ struct WebSocketFrameCodingTests {
     }
 }
 
-/// A small seeded generator, so that a failing round can be replayed.
-private struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -37,8 +37,7 @@ final class StorageEventHandler: ChannelDuplexHandler {
     private var closingByUs = false
     /// Set once the updates stream has been finished.
     private var finished = false
-    /// The start of a frame whose rest has not arrived yet.
-    private var unread: ByteBuffer?
+    private var frames = WebSocketFrameReader(maximumSize: SessionConnection.maximumMessageSize)
     /// Set once a frame broke the rules: what follows it is not read.
     private var stoppedReading = false
 
@@ -66,24 +65,16 @@ final class StorageEventHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !stoppedReading else { return }
-        var bytes = unwrapInboundIn(data)
-        if var earlier = unread {
-            unread = nil
-            earlier.writeBuffer(&bytes)
-            bytes = earlier
-        }
+        frames.append(unwrapInboundIn(data))
         do {
-            while !stoppedReading, let frame = try WebSocketFrameCoding.readFrame(from: &bytes, maximumSize: SessionConnection.maximumMessageSize) {
+            while !stoppedReading, let frame = try frames.nextFrame() {
                 received(frame, context: context)
             }
         } catch {
             stoppedReading = true
             sendClose(code: error.closeCode, context: context)
             fail(.protocolViolation("invalid WebSocket frame (\(error))"), context: context)
-            return
         }
-        // At most one frame's worth: readFrame fails a larger one by its header.
-        if bytes.readableBytes > 0 { unread = bytes }
     }
 
     private func received(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
@@ -131,7 +122,7 @@ final class StorageEventHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if unread != nil && !stoppedReading && !closingByUs {
+        if frames.isInsideFrame && !stoppedReading && !closingByUs {
             finish(throwing: PersistentStorageError.revoked(.protocolViolation("the daemon closed the connection in the middle of a WebSocket frame")))
         } else if closingByUs {
             finish(throwing: nil)

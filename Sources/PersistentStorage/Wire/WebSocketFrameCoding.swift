@@ -105,3 +105,42 @@ package enum WebSocketFrameCoding {
         buffer.writeBuffer(&payload)
     }
 }
+
+/// The frames in a connection's bytes as they arrive, for one connection:
+/// what ends in the middle of a frame is kept until the rest comes.
+///
+/// Frames are taken one call at a time, so that a handler may close its
+/// channel (and be called again, for `channelInactive`) while it handles one.
+package struct WebSocketFrameReader {
+    private let maximumSize: Int
+    /// What has come and is not yet a frame taken; when it is the start of a
+    /// frame, at most that frame's worth, since
+    /// ``WebSocketFrameCoding/readFrame(from:maximumSize:)`` fails a larger
+    /// one by its header.
+    private var buffered: ByteBuffer?
+
+    package init(maximumSize: Int) {
+        self.maximumSize = maximumSize
+    }
+
+    /// Whether part of a frame is waiting for the rest of it.
+    package var isInsideFrame: Bool { buffered != nil }
+
+    package mutating func append(_ bytes: ByteBuffer) {
+        if buffered == nil {
+            buffered = bytes
+        } else {
+            var bytes = bytes
+            buffered!.writeBuffer(&bytes)
+        }
+    }
+
+    /// The next whole frame of what has come, or nil until more comes.
+    package mutating func nextFrame() throws(WebSocketFrameCoding.ReadFailure) -> WebSocketFrame? {
+        // Taken out while it is read, so that it is not copied on write.
+        guard var bytes = buffered.take() else { return nil }
+        let frame = try WebSocketFrameCoding.readFrame(from: &bytes, maximumSize: maximumSize)
+        if bytes.readableBytes > 0 { buffered = bytes }
+        return frame
+    }
+}

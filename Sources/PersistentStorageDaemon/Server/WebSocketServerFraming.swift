@@ -18,34 +18,24 @@ final class WebSocketServerFraming: ChannelDuplexHandler {
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = ByteBuffer
 
-    private let maximumFrameSize: Int
-    /// The start of a frame whose rest has not arrived yet.
-    private var unread: ByteBuffer?
+    private var frames: WebSocketFrameReader
     private var failed = false
 
     init(maximumFrameSize: Int) {
-        self.maximumFrameSize = maximumFrameSize
+        frames = WebSocketFrameReader(maximumSize: maximumFrameSize)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }
-        var bytes = unwrapInboundIn(data)
-        if var earlier = unread {
-            unread = nil
-            earlier.writeBuffer(&bytes)
-            bytes = earlier
-        }
+        frames.append(unwrapInboundIn(data))
         do {
-            while !failed, let frame = try WebSocketFrameCoding.readFrame(from: &bytes, maximumSize: maximumFrameSize) {
+            while let frame = try frames.nextFrame() {
                 context.fireChannelRead(wrapInboundOut(frame))
             }
         } catch {
             failed = true
             context.fireErrorCaught(Self.nioError(for: error))
-            return
         }
-        // At most one frame's worth: readFrame fails a larger one by its header.
-        if bytes.readableBytes > 0 { unread = bytes }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
