@@ -96,36 +96,36 @@ struct WebSocketHandshakeTests {
         #expect(error == .timedOut(after: .milliseconds(300), waitingFor: "the WebSocket upgrade of GET /ws"))
     }
 
+    /// A daemon's first event, storage writable, as one unmasked text frame.
+    private static let writableEventFrame: [UInt8] = {
+        let event = StorageEvent.storage(StorageStatus(clients: 1, data: .init(path: "/tmp", writeAllowed: true))).encodedText()
+        return [0x81, UInt8(event.utf8.count)] + Array(event.utf8)
+    }()
+
     @Test("a correct 101 with the first event in the same segment opens the session")
     func acceptedWithEvent() async throws {
-        let event = StorageEvent.storage(StorageStatus(clients: 1, data: .init(path: "/tmp", writeAllowed: true))).encodedText()
-        let frame = [0x81, UInt8(event.utf8.count)] + Array(event.utf8)
         let error = try await openError(answer: { head in
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n"
                 + "Sec-WebSocket-Accept:  \(WebSocketAccept.value(forKey: Self.key(in: head)))\t\r\n\r\n"
-        }, trailing: frame)
+        }, trailing: Self.writableEventFrame)
         #expect(error == nil)
     }
 
     @Test("a connection that ends in the middle of the first frame says so")
     func endsMidFrame() async throws {
-        let event = StorageEvent.storage(StorageStatus(clients: 1, data: .init(path: "/tmp", writeAllowed: true))).encodedText()
-        let frame = [0x81, UInt8(event.utf8.count)] + Array(event.utf8)
         let error = try await openError(answer: { head in
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 + "Sec-WebSocket-Accept: \(WebSocketAccept.value(forKey: Self.key(in: head)))\r\n\r\n"
-        }, trailing: Array(frame.prefix(10)), thenClose: true)
+        }, trailing: Array(Self.writableEventFrame.prefix(10)), thenClose: true)
         #expect(error == .protocolViolation("the daemon closed the connection in the middle of a WebSocket frame"))
     }
 
     @Test("lower-case header names and a status line without a reason are accepted")
     func acceptedPlainly() async throws {
-        let event = StorageEvent.storage(StorageStatus(clients: 1, data: .init(path: "/tmp", writeAllowed: true))).encodedText()
-        let frame = [0x81, UInt8(event.utf8.count)] + Array(event.utf8)
         let error = try await openError(answer: { head in
             "\r\nHTTP/1.1 101\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
                 + "sec-websocket-accept: \(WebSocketAccept.value(forKey: Self.key(in: head)))\r\n\r\n"
-        }, trailing: frame)
+        }, trailing: Self.writableEventFrame)
         #expect(error == nil)
     }
 
