@@ -97,6 +97,8 @@ final class StorageEventHandler: ChannelDuplexHandler {
         case .pong:
             break
         case .connectionClose:
+            // Nothing may follow a close frame (RFC 6455 5.5.1).
+            stoppedReading = true
             receivedClose(frame, context: context)
         case .binary:
             stoppedReading = true
