@@ -228,7 +228,8 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
 }
 
 extension WebSocketClientHandshake {
-    /// The lines of a head, split at LF, each without its CR; empty lines are left out.
+    /// The lines of a head, split at LF, each without its CR. Runs of bare
+    /// LFs yield no lines; a line that was only CR comes out empty.
     fileprivate static func lines(of head: UnsafeBufferPointer<UInt8>) -> [Slice<UnsafeBufferPointer<UInt8>>] {
         head.split(separator: UInt8(ascii: "\n")).map { line in
             line.last == UInt8(ascii: "\r") ? line.dropLast() : line
