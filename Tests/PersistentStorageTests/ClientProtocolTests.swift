@@ -8,12 +8,18 @@ import Testing
 /// The client's side of PROTOCOL.md, against a scripted daemon, so that the
 /// rare cases (fragments, pings, refusals, garbage) are covered without root.
 @Suite("Client protocol", .timeLimit(.minutes(1)))
-struct ClientProtocolTests {
+final class ClientProtocolTests {
     let dataRoot: URL
 
     init() throws {
         dataRoot = FileManager.default.temporaryDirectory.appending(path: "pst-client-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dataRoot, withIntermediateDirectories: true)
+    }
+
+    // Each test gets its own instance: its data directory goes with it, also
+    // when the test fails.
+    deinit {
+        try? FileManager.default.removeItem(at: dataRoot)
     }
 
     private var dataPath: String { dataRoot.path(percentEncoded: false) }
