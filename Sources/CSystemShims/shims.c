@@ -65,13 +65,51 @@ int pst_spawn_in_new_process_group(pid_t *pid, const char *file, char *const arg
     return result;
 }
 
-int pst_wait_for_exit_keeping_zombie(pid_t pid) {
+int pst_has_exited_keeping_zombie(pid_t pid) {
     siginfo_t info;
     int result;
+    info.si_pid = 0;
     do {
-        result = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT);
+        result = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT);
     } while (result != 0 && errno == EINTR);
-    return result;
+    if (result != 0) return -1;
+    // WNOHANG leaves si_pid zero while the child is still running.
+    return info.si_pid == pid ? 1 : 0;
+}
+
+#include <sys/signalfd.h>
+
+int pst_signalfd_open(const int *signals, int count, sigset_t *previous_mask) {
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int index = 0; index < count; index++) sigaddset(&mask, signals[index]);
+    int result = pthread_sigmask(SIG_BLOCK, &mask, previous_mask);
+    if (result != 0) {
+        errno = result;
+        return -1;
+    }
+    int fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) {
+        int saved = errno;
+        pthread_sigmask(SIG_SETMASK, previous_mask, NULL);
+        errno = saved;
+    }
+    return fd;
+}
+
+int pst_signalfd_next(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t got;
+    do {
+        got = read(fd, &info, sizeof info);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) return errno == EAGAIN ? 0 : -1;
+    return got == (ssize_t)sizeof info ? (int)info.ssi_signo : 0;
+}
+
+void pst_signalfd_close(int fd, const sigset_t *previous_mask) {
+    close(fd);
+    pthread_sigmask(SIG_SETMASK, previous_mask, NULL);
 }
 
 int pst_terminal_disable_suspend(int fd) {

@@ -19,19 +19,28 @@ enum WriteAccessWait {
     static func open(at endpoint: DaemonEndpoint, logger: Logger) async throws -> SessionConnection {
         do {
             return try await SessionConnection.open(to: endpoint, logger: logger)
-        } catch Failure.timedOut(sawReadOnly: true) {
-            throw PersistentStorageError.writeRefused(reason: await refusalReason(from: endpoint))
-        } catch Failure.timedOut(sawReadOnly: false) {
-            throw PersistentStorageError.timedOut(after: endpoint.timeout, waitingFor: "the PST daemon to make the storage writable")
-        } catch Failure.revoked(.connectionClosed) {
-            // Closing before granting access is how a daemon refuses.
-            throw PersistentStorageError.writeRefused(reason: await refusalReason(from: endpoint))
-        } catch Failure.revoked(.protocolViolation(let detail)) {
-            throw PersistentStorageError.protocolViolation(detail)
-        } catch Failure.revoked(let reason) {
-            throw PersistentStorageError.revoked(reason)
+        } catch let failure as Failure {
+            throw await error(for: failure, from: endpoint)
         }
     }
+
+    /// What to tell the caller when write access was not granted.
+    static func error(for failure: Failure, from endpoint: DaemonEndpoint) async -> PersistentStorageError {
+        switch failure {
+        case .timedOut(sawReadOnly: true):
+            .writeRefused(reason: await refusalReason(from: endpoint))
+        case .timedOut(sawReadOnly: false):
+            .timedOut(after: endpoint.timeout, waitingFor: "the PST daemon to make the storage writable")
+        case .revoked(.connectionClosed):
+            // Closing before granting access is how a daemon refuses.
+            .writeRefused(reason: await refusalReason(from: endpoint))
+        case .revoked(.protocolViolation(let detail)):
+            .protocolViolation(detail)
+        case .revoked(let reason):
+            .revoked(reason)
+        }
+    }
+
     /// The daemon's own explanation, if `GET /state` reports an error: the
     /// envelope's (a failed request), or the last remount failure that
     /// swift-pst's daemon shows beside the status.

@@ -1,6 +1,5 @@
 import CSystemShims
 import Glibc
-import PersistentStorage
 
 /// A started script: always the leader of a process group of its own, so
 /// signals meant for it never reach `kvmd-pstrun`'s group (or the shell's).
@@ -9,19 +8,20 @@ struct ScriptProcess: Sendable {
     /// Its process group; the same number as `pid`.
     var processGroup: pid_t { pid }
 
-    /// Starts `arguments[0]` (searched in PATH) with `environment`, inheriting
+    /// Starts `arguments[0]` (searched in PATH) with `environment` (`NAME=value`
+    /// entries), inheriting
     /// stdin, stdout and stderr.
     ///
     /// - Parameter foregroundTerminal: a terminal whose foreground group the
     ///   script's group becomes before it starts, or nil.
     static func spawn(
         _ arguments: [String],
-        environment: [String: String],
+        environment: [String],
         foregroundTerminal: Int32?
     ) throws(ScriptLaunchError) -> ScriptProcess {
         precondition(!arguments.isEmpty, "a command is required")
         let argv = CStringArray(arguments)
-        let envp = CStringArray(environment.map { "\($0.key)=\($0.value)" })
+        let envp = CStringArray(environment)
         var pid: pid_t = 0
         let result = withExtendedLifetime((argv, envp)) {
             pst_spawn_in_new_process_group(&pid, argv.pointers[0], argv.pointers, envp.pointers, foregroundTerminal ?? -1)
@@ -30,17 +30,10 @@ struct ScriptProcess: Sendable {
         return ScriptProcess(pid: pid)
     }
 
-    /// Returns once the script has exited. It stays a zombie until ``reap()``,
+    /// Whether the script has exited. It stays a zombie until ``reap()``,
     /// which keeps its process-group id from being reused meanwhile.
-    func waitForExit() async {
-        let pid = self.pid
-        // waitid blocks; a thread of its own keeps it off the cooperative pool.
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DetachedThread.run {
-                _ = pst_wait_for_exit_keeping_zombie(pid)
-                continuation.resume()
-            }
-        }
+    func hasExited() -> Bool {
+        pst_has_exited_keeping_zombie(pid) == 1
     }
 
     /// Collects the exited script and returns its exit code (128 + N for signal N).

@@ -1,8 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Glibc
 import Logging
 import PersistentStorage
@@ -12,8 +7,16 @@ import PersistentStorage
 ///
 /// ```swift
 /// let runner = ScriptRunner(command: ["/root/test.sh", "--some"], storage: PersistentStorage(), logger: logger)
-/// exit(await runner.run())
+/// exit(runner.run())
 /// ```
+///
+/// It runs on the calling thread and starts none: the session is a
+/// `BlockingSession`, and one poll(2) watches it, the signals and the
+/// script. A process that lives for one script has no use for the event
+/// loops and thread pool of ``PersistentStorage/openSession(subdirectory:)``,
+/// and starting them was half of its run time (Documentation/Benchmarks.md).
+/// So call it from synchronous code (a `main.swift` without `await`), not
+/// from a task.
 public struct ScriptRunner: Sendable {
     /// The program and its arguments; the program is searched in PATH.
     public var command: [String]
@@ -32,11 +35,11 @@ public struct ScriptRunner: Sendable {
     /// Runs the script and returns the exit code for `kvmd-pstrun`: the script's
     /// own, 128 + N if signal N killed it, 126/127 if it could not be started,
     /// and 1 if it never ran because the storage did not become writable.
-    public func run() async -> Int32 {
+    public func run() -> Int32 {
         logger.info("Opening PST session ...")
-        let session: StorageSession
+        let session: BlockingSession
         do {
-            session = try await storage.openSession()
+            session = try BlockingSession.open(socketPath: storage.socketPath, timeout: storage.timeout, logger: logger)
         } catch {
             logger.error("\(error)")
             return ScriptExit.didNotRun
@@ -45,19 +48,21 @@ public struct ScriptRunner: Sendable {
         let dataPath = session.initialStatus.data.path
         logger.info("PST write is allowed: \(dataPath)")
         logger.info("Running the process ...")
-        let code = await runScript(dataPath: dataPath, session: session)
-        await session.close()
+        // Installed before the script starts, so a signal arriving meanwhile is
+        // passed on rather than killing us with the session still open. Put
+        // back only after the session is closed, for the same reason.
+        guard let signals = SignalWatch([SIGTERM, SIGHUP, SIGCHLD]) else {
+            logger.error("cannot watch signals: \(String(cString: strerror(errno)))")
+            session.close()
+            return ScriptExit.didNotRun
+        }
+        let code = runScript(dataPath: dataPath, session: session, signals: signals)
+        session.close()
+        signals.stop()
         return code
     }
 
-    private func runScript(dataPath: String, session: StorageSession) async -> Int32 {
-        var environment = ProcessInfo.processInfo.environment
-        environment["KVMD_PST_DATA"] = dataPath
-
-        // Installed before the script starts, so a signal arriving meanwhile is
-        // passed on rather than killing us with the session still open.
-        let forwardedSignals = SignalWatch([SIGTERM, SIGHUP])
-        defer { forwardedSignals.stop() }
+    private func runScript(dataPath: String, session: BlockingSession, signals: SignalWatch) -> Int32 {
         let terminal = ForegroundTerminal.current()
         let ignoredSignals = terminal.map { _ in IgnoredSignals([SIGINT, SIGQUIT]) }
         defer { ignoredSignals?.restore() }
@@ -66,14 +71,28 @@ public struct ScriptRunner: Sendable {
 
         let script: ScriptProcess
         do {
-            script = try ScriptProcess.spawn(command, environment: environment, foregroundTerminal: terminal?.descriptor)
+            script = try ScriptProcess.spawn(command, environment: Self.environment(withData: dataPath), foregroundTerminal: terminal?.descriptor)
         } catch {
             logger.error("\(error)")
             return error.exitCode
         }
-        let code = await ScriptSupervision(script: script, killGracePeriod: killGracePeriod, logger: logger)
-            .untilExit(session: session, signals: forwardedSignals.signals)
+        let code = ScriptSupervision(script: script, killGracePeriod: killGracePeriod, logger: logger)
+            .untilExit(session: session, signals: signals)
         logger.info("Process finished: returncode=\(code)")
         return code
+    }
+
+    /// Ours, with `KVMD_PST_DATA` set: read from `environ` as it is, since
+    /// Foundation's `ProcessInfo` would be set up for this one read.
+    private static func environment(withData dataPath: String) -> [String] {
+        var environment: [String] = []
+        var entry = environ
+        while let pointer = entry.pointee {
+            let variable = String(cString: pointer)
+            if !variable.hasPrefix("KVMD_PST_DATA=") { environment.append(variable) }
+            entry += 1
+        }
+        environment.append("KVMD_PST_DATA=" + dataPath)
+        return environment
     }
 }

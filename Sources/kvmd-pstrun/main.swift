@@ -18,5 +18,5 @@ case .run(let arguments):
     LoggingSystem.bootstrap { _ in RunLogHandler(logLevel: level) }
     let logger = Logger(label: "kvmd-pstrun")
     let storage = PersistentStorage(socketPath: arguments.socketPath, timeout: .seconds(arguments.timeout), logger: logger)
-    exit(await ScriptRunner(command: arguments.command, storage: storage, logger: logger).run())
+    exit(ScriptRunner(command: arguments.command, storage: storage, logger: logger).run())
 }

@@ -24,21 +24,40 @@ struct ScriptExitTests {
     }
 
     @Test("a program that is really started reports its code and signal")
-    func spawnedProgram() async throws {
-        let exited = try ScriptProcess.spawn(["/bin/sh", "-c", "exit 3"], environment: [:], foregroundTerminal: nil)
-        await exited.waitForExit()
+    func spawnedProgram() throws {
+        let exited = try ScriptProcess.spawn(["/bin/sh", "-c", "exit 3"], environment: [], foregroundTerminal: nil)
+        try waitUntilExited(exited)
         #expect(exited.reap() == 3)
 
-        let killed = try ScriptProcess.spawn(["/bin/sh", "-c", "kill -TERM $$"], environment: [:], foregroundTerminal: nil)
-        await killed.waitForExit()
+        let killed = try ScriptProcess.spawn(["/bin/sh", "-c", "kill -TERM $$"], environment: [], foregroundTerminal: nil)
+        try waitUntilExited(killed)
         #expect(killed.reap() == 128 + SIGTERM)
     }
 
+    @Test("a running program has not exited; once it has, it stays a zombie until reaped")
+    func exitWithoutReaping() throws {
+        let script = try ScriptProcess.spawn(["/bin/sleep", "30"], environment: [], foregroundTerminal: nil)
+        #expect(!script.hasExited())
+        script.signalGroup(SIGKILL)
+        try waitUntilExited(script)
+        // Still there to be reaped: asking again does not lose the status.
+        #expect(script.hasExited())
+        #expect(script.reap() == 128 + SIGKILL)
+    }
+
+    @Test("the environment is passed as given")
+    func environmentPassed() throws {
+        let script = try ScriptProcess.spawn(
+            ["/bin/sh", "-c", "[ \"$KVMD_PST_DATA\" = /x/y ] && [ -z \"$HOME\" ]"], environment: ["KVMD_PST_DATA=/x/y"], foregroundTerminal: nil)
+        try waitUntilExited(script)
+        #expect(script.reap() == 0)
+    }
+
     @Test("a spawned program leads a process group of its own")
-    func ownProcessGroup() async throws {
-        let script = try ScriptProcess.spawn(["/bin/sh", "-c", "exit 0"], environment: [:], foregroundTerminal: nil)
+    func ownProcessGroup() throws {
+        let script = try ScriptProcess.spawn(["/bin/sh", "-c", "exit 0"], environment: [], foregroundTerminal: nil)
         // It is a zombie until reaped, so its group id can still be read.
-        await script.waitForExit()
+        try waitUntilExited(script)
         #expect(getpgid(script.pid) == script.pid)
         #expect(script.pid != getpgrp())
         _ = script.reap()
@@ -47,12 +66,21 @@ struct ScriptExitTests {
     @Test("spawning reports ENOENT and EACCES instead of a child that fails")
     func spawnErrors() {
         #expect(throws: ScriptLaunchError(command: "/nonexistent/x", errno: ENOENT)) {
-            try ScriptProcess.spawn(["/nonexistent/x"], environment: [:], foregroundTerminal: nil)
+            try ScriptProcess.spawn(["/nonexistent/x"], environment: [], foregroundTerminal: nil)
         }
         #expect {
-            try ScriptProcess.spawn(["/etc/hostname"], environment: [:], foregroundTerminal: nil)
+            try ScriptProcess.spawn(["/etc/hostname"], environment: [], foregroundTerminal: nil)
         } throws: { error in
             (error as? ScriptLaunchError)?.exitCode == 126
         }
+    }
+}
+
+/// Waits (at most 10 s) until `script` has exited, without reaping it.
+private func waitUntilExited(_ script: ScriptProcess) throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while !script.hasExited() {
+        try #require(ContinuousClock.now < deadline, "the program did not exit within 10 s")
+        usleep(1000)
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import NIOCore
+import PersistentStorageTestSupport
 import Testing
 
 @testable import PersistentStorage
@@ -24,16 +26,33 @@ struct WebSocketHandshakeTests {
             == "34aa973cd4c4daa4f61eeb2bdbad27316534016f")
     }
 
+    @Test("base64 is Foundation's, for every length of a key and a digest and around them")
+    func base64() {
+        var random = SeededRandom(seed: 6455)
+        for count in 0...48 {
+            let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }
+            #expect(Base64.encoded(bytes) == Data(bytes).base64EncodedString(), "\(count) bytes")
+        }
+    }
+
     /// The key the client sent, from its request head.
     private static func key(in head: String) -> String {
         head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("sec-websocket-key:") }
             .map { String($0.dropFirst("sec-websocket-key:".count).trimmingCharacters(in: .whitespaces)) } ?? ""
     }
 
+    /// The two clients that open sessions: the async one services use, and
+    /// `kvmd-pstrun`'s blocking one. Both must read a daemon's answer alike.
+    enum Client: CaseIterable, Sendable {
+        case async
+        case blocking
+    }
+
     private func openError(
-        answer: @escaping @Sendable (String) -> String?, trailing: [UInt8] = [], thenClose: Bool = false, timeout: Duration = .seconds(5)
+        _ client: Client, answer: @escaping @Sendable (String) -> String?, trailing: [UInt8] = [], thenClose: Bool = false, timeout: Duration = .seconds(5)
     ) async throws -> PersistentStorageError? {
         try await CannedAnswerServer.withServer(answer: { head in answer(head).map { Array($0.utf8) + trailing } }, thenClose: thenClose) { socketPath in
+            if client == .blocking { return await Self.blockingOpenError(socketPath: socketPath, timeout: timeout) }
             do {
                 let session = try await PersistentStorage(socketPath: socketPath, timeout: timeout).openSession()
                 await session.close()
@@ -44,11 +63,27 @@ struct WebSocketHandshakeTests {
         }
     }
 
-    @Test("the request is a GET /ws upgrade with Host, a version and a fresh key")
-    func request() async throws {
+    /// Opens and closes a ``BlockingSession`` on a thread of its own, as
+    /// `kvmd-pstrun` does on its main thread, off the test's thread pool.
+    static func blockingOpenError(socketPath: String, timeout: Duration) async -> PersistentStorageError? {
+        await withCheckedContinuation { continuation in
+            DetachedThread.run {
+                do throws(PersistentStorageError) {
+                    let session = try BlockingSession.open(socketPath: socketPath, timeout: timeout, logger: Logger(label: "test"))
+                    session.close()
+                    continuation.resume(returning: nil)
+                } catch {
+                    continuation.resume(returning: error)
+                }
+            }
+        }
+    }
+
+    @Test("the request is a GET /ws upgrade with Host, a version and a fresh key", arguments: Client.allCases)
+    func request(client: Client) async throws {
         let heads = LockedHeads()
-        _ = try await openError(answer: { head in heads.append(head); return "HTTP/1.1 503 Service Unavailable\r\n\r\n" })
-        _ = try await openError(answer: { head in heads.append(head); return "HTTP/1.1 503 Service Unavailable\r\n\r\n" })
+        _ = try await openError(client, answer: { head in heads.append(head); return "HTTP/1.1 503 Service Unavailable\r\n\r\n" })
+        _ = try await openError(client, answer: { head in heads.append(head); return "HTTP/1.1 503 Service Unavailable\r\n\r\n" })
         let all = heads.all
         #expect(all.count == 2)
         let lines = all.first?.split(separator: "\r\n").map(String.init) ?? []
@@ -60,39 +95,39 @@ struct WebSocketHandshakeTests {
         #expect(Self.key(in: all[0]) != Self.key(in: all[1]))
     }
 
-    @Test("a refusal names the daemon's status line")
-    func refused() async throws {
-        let error = try await openError(answer: { _ in "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n" })
+    @Test("a refusal names the daemon's status line", arguments: Client.allCases)
+    func refused(client: Client) async throws {
+        let error = try await openError(client, answer: { _ in "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n" })
         #expect(error == .protocolViolation("the daemon did not accept the WebSocket upgrade of GET /ws: 503 Service Unavailable"))
     }
 
-    @Test("a 101 with the wrong accept value is not a WebSocket")
-    func wrongAccept() async throws {
-        let error = try await openError(answer: { _ in
+    @Test("a 101 with the wrong accept value is not a WebSocket", arguments: Client.allCases)
+    func wrongAccept(client: Client) async throws {
+        let error = try await openError(client, answer: { _ in
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IGl0\r\n\r\n"
         })
         #expect(error == .protocolViolation("the daemon's 101 answer to GET /ws has a wrong Sec-WebSocket-Accept"))
     }
 
-    @Test("a 101 without the upgrade headers is not a WebSocket")
-    func missingUpgradeHeaders() async throws {
-        let error = try await openError(answer: { head in
+    @Test("a 101 without the upgrade headers is not a WebSocket", arguments: Client.allCases)
+    func missingUpgradeHeaders(client: Client) async throws {
+        let error = try await openError(client, answer: { head in
             "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: \(WebSocketAccept.value(forKey: Self.key(in: head)))\r\n\r\n"
         })
         #expect(error == .protocolViolation("the daemon's 101 answer to GET /ws lacks Upgrade: websocket or Connection: Upgrade"))
     }
 
-    @Test("an answer that is not HTTP, or a head without end, is a protocol violation")
-    func garbage() async throws {
-        #expect(try await openError(answer: { _ in "SSH-2.0-OpenSSH\r\n\r\n" })
+    @Test("an answer that is not HTTP, or a head without end, is a protocol violation", arguments: Client.allCases)
+    func garbage(client: Client) async throws {
+        #expect(try await openError(client, answer: { _ in "SSH-2.0-OpenSSH\r\n\r\n" })
             == .protocolViolation("the daemon's answer to GET /ws is not HTTP: SSH-2.0-OpenSSH"))
-        #expect(try await openError(answer: { _ in "HTTP/1.1 101 Switching Protocols\r\n" + String(repeating: "X-Filler: y\r\n", count: 2000) })
+        #expect(try await openError(client, answer: { _ in "HTTP/1.1 101 Switching Protocols\r\n" + String(repeating: "X-Filler: y\r\n", count: 2000) })
             == .protocolViolation("the daemon's answer to GET /ws has no end of head within 16384 bytes"))
     }
 
-    @Test("a daemon that never answers the upgrade times out")
-    func silent() async throws {
-        let error = try await openError(answer: { _ in nil }, timeout: .milliseconds(300))
+    @Test("a daemon that never answers the upgrade times out", arguments: Client.allCases)
+    func silent(client: Client) async throws {
+        let error = try await openError(client, answer: { _ in nil }, timeout: .milliseconds(300))
         #expect(error == .timedOut(after: .milliseconds(300), waitingFor: "the WebSocket upgrade of GET /ws"))
     }
 
@@ -102,38 +137,38 @@ struct WebSocketHandshakeTests {
         return [0x81, UInt8(event.utf8.count)] + Array(event.utf8)
     }()
 
-    @Test("a correct 101 with the first event in the same segment opens the session")
-    func acceptedWithEvent() async throws {
-        let error = try await openError(answer: { head in
+    @Test("a correct 101 with the first event in the same segment opens the session", arguments: Client.allCases)
+    func acceptedWithEvent(client: Client) async throws {
+        let error = try await openError(client, answer: { head in
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n"
                 + "Sec-WebSocket-Accept:  \(WebSocketAccept.value(forKey: Self.key(in: head)))\t\r\n\r\n"
         }, trailing: Self.writableEventFrame)
         #expect(error == nil)
     }
 
-    @Test("a connection that ends in the middle of the first frame says so")
-    func endsMidFrame() async throws {
-        let error = try await openError(answer: { head in
+    @Test("a connection that ends in the middle of the first frame says so", arguments: Client.allCases)
+    func endsMidFrame(client: Client) async throws {
+        let error = try await openError(client, answer: { head in
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 + "Sec-WebSocket-Accept: \(WebSocketAccept.value(forKey: Self.key(in: head)))\r\n\r\n"
         }, trailing: Array(Self.writableEventFrame.prefix(10)), thenClose: true)
         #expect(error == .protocolViolation("the daemon closed the connection in the middle of a WebSocket frame"))
     }
 
-    @Test("lower-case header names and a status line without a reason are accepted")
-    func acceptedPlainly() async throws {
-        let error = try await openError(answer: { head in
+    @Test("lower-case header names and a status line without a reason are accepted", arguments: Client.allCases)
+    func acceptedPlainly(client: Client) async throws {
+        let error = try await openError(client, answer: { head in
             "\r\nHTTP/1.1 101\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
                 + "sec-websocket-accept: \(WebSocketAccept.value(forKey: Self.key(in: head)))\r\n\r\n"
         }, trailing: Self.writableEventFrame)
         #expect(error == nil)
     }
 
-    @Test("a status line that is not HTTP/1 is named in the error")
-    func notHTTP1() async throws {
-        #expect(try await openError(answer: { _ in "HTTP/2 101\r\n\r\n" })
+    @Test("a status line that is not HTTP/1 is named in the error", arguments: Client.allCases)
+    func notHTTP1(client: Client) async throws {
+        #expect(try await openError(client, answer: { _ in "HTTP/2 101\r\n\r\n" })
             == .protocolViolation("the daemon's answer to GET /ws is not HTTP: HTTP/2 101"))
-        #expect(try await openError(answer: { _ in "HTTP/1.1\r\n\r\n" })
+        #expect(try await openError(client, answer: { _ in "HTTP/1.1\r\n\r\n" })
             == .protocolViolation("the daemon's answer to GET /ws is not HTTP: HTTP/1.1"))
     }
 

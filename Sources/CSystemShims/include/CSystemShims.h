@@ -1,6 +1,7 @@
 #ifndef SWIFT_PST_CSYSTEMSHIMS_H
 #define SWIFT_PST_CSYSTEMSHIMS_H
 
+#include <signal.h>
 #include <sys/types.h>
 
 /// The kernel's credentials of the process at the other end of a Unix socket,
@@ -37,10 +38,25 @@ int pst_spawn_in_new_process_group(pid_t *pid, const char *file, char *const arg
 /// `lowest_fd` up. `actions` is a `posix_spawn_file_actions_t *`.
 int pst_spawn_file_actions_close_from(void *actions, int lowest_fd);
 
-/// Waits until the child `pid` has exited but leaves it a zombie, so its pid
-/// (and therefore its process-group id) cannot be reused before the caller
-/// reaps it. Returns 0, or -1 with errno set.
-int pst_wait_for_exit_keeping_zombie(pid_t pid);
+/// Whether the child `pid` has exited, without waiting and without reaping
+/// it: it stays a zombie, so its pid (and therefore its process-group id)
+/// cannot be reused before the caller reaps it. Returns 1 if it has exited,
+/// 0 if not, or -1 with errno set.
+int pst_has_exited_keeping_zombie(pid_t pid);
+
+/// Blocks `count` signals in the calling thread and returns a non-blocking,
+/// close-on-exec signalfd(2) that reads them instead, or -1 with errno set.
+/// The mask in force before is saved in `previous_mask`. <sys/signalfd.h>
+/// is not part of Swift's Glibc module.
+int pst_signalfd_open(const int *signals, int count, sigset_t *previous_mask);
+
+/// The number of the next signal pending on a descriptor from
+/// pst_signalfd_open, 0 if none is, or -1 with errno set.
+int pst_signalfd_next(int fd);
+
+/// Closes a descriptor from pst_signalfd_open and puts the signal mask saved
+/// by it back. Signals still pending then take their actions.
+void pst_signalfd_close(int fd, const sigset_t *previous_mask);
 
 /// Turns off the terminal's suspend character (^Z), leaving everything else.
 /// Returns 0, or -1 with errno set.

@@ -122,7 +122,7 @@ struct DaemonEndpoint: Sendable {
         let error: any Error
     }
 
-    private func connectError(for error: any Error) -> PersistentStorageError {
+    func connectError(for error: any Error) -> PersistentStorageError {
         if let ioError = error as? IOError {
             switch ioError.errnoCode {
             case ENOENT, ECONNREFUSED, ENOTDIR:

@@ -9,8 +9,9 @@ import NIOWebSocket
 ///
 /// It runs on the channel's event loop, so pings are answered and the close
 /// handshake is completed even while nobody is reading the updates. It is the
-/// session's only handler after the handshake: framing is done here
-/// (``WebSocketFrameCoding``) rather than by two more NIO handlers.
+/// session's only handler after the handshake: the frames are read by a
+/// ``DaemonEventReader`` (the one `kvmd-pstrun`'s ``BlockingSession`` uses)
+/// rather than by two more NIO handlers.
 final class StorageEventHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = WebSocketFrame
@@ -28,24 +29,19 @@ final class StorageEventHandler: ChannelDuplexHandler {
     private let writeAccessTimeout: Duration
     private var writeAccessDeadline: Scheduled<Void>?
     private var sawReadOnly = false
-    /// Servers may fragment a message (RFC 6455 5.4); the daemon's events are
-    /// small, so the whole message is bounded too.
-    private var messages = WebSocketMessageAssembler(
-        maximumSize: SessionConnection.maximumMessageSize, maximumFragments: 64, minimumNonFinalFragmentSize: 1)
     /// Set once we sent a close frame: the peer's close frame is then an
     /// answer, and the connection ending is what we asked for.
     private var closingByUs = false
     /// Set once the updates stream has been finished.
     private var finished = false
-    private var frames = WebSocketFrameReader(maximumSize: SessionConnection.maximumMessageSize)
-    /// Set once a frame broke the rules: what follows it is not read.
-    private var stoppedReading = false
+    private var reader: DaemonEventReader
 
     init(updates: Updates.Continuation, writeAccess: EventLoopPromise<StorageStatus>, timeout: Duration, logger: Logger) {
         self.updates = updates
         self.writeAccess = writeAccess
         self.writeAccessTimeout = timeout
         self.logger = logger
+        self.reader = DaemonEventReader(logger: logger)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -64,48 +60,19 @@ final class StorageEventHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !stoppedReading else { return }
-        frames.append(unwrapInboundIn(data))
-        do {
-            while !stoppedReading, let frame = try frames.nextFrame() {
-                received(frame, context: context)
+        reader.append(unwrapInboundIn(data))
+        while let incoming = reader.next() {
+            switch incoming {
+            case .status(let status):
+                received(status)
+            case .ping(let payload):
+                send(WebSocketFrame(fin: true, opcode: .pong, data: payload), context: context)
+            case .close(let code):
+                receivedClose(code: code, context: context)
+            case .broken(let closeCode, let reason):
+                if let closeCode { sendClose(code: closeCode, context: context) }
+                fail(.protocolViolation(reason), context: context)
             }
-        } catch {
-            stoppedReading = true
-            sendClose(code: error.closeCode, context: context)
-            fail(.protocolViolation("invalid WebSocket frame (\(error))"), context: context)
-        }
-    }
-
-    private func received(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
-        switch frame.opcode {
-        case .text, .continuation:
-            switch messages.add(frame) {
-            case .message(_, let text):
-                received(text: text)
-            case .incomplete:
-                break
-            case .failure(let code, let reason):
-                stoppedReading = true
-                sendClose(code: code, context: context)
-                fail(.protocolViolation("invalid WebSocket message (\(reason))"), context: context)
-            }
-        case .ping:
-            // RFC 6455 5.5.3: a pong carries the ping's payload. The daemon drops
-            // peers that do not answer its heartbeat.
-            send(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData), context: context)
-        case .pong:
-            break
-        case .connectionClose:
-            // Nothing may follow a close frame (RFC 6455 5.5.1).
-            stoppedReading = true
-            receivedClose(frame, context: context)
-        case .binary:
-            stoppedReading = true
-            fail(.protocolViolation("the daemon sent a binary frame"), context: context)
-        default:
-            stoppedReading = true
-            fail(.protocolViolation("the daemon sent a frame with opcode \(frame.opcode)"), context: context)
         }
     }
 
@@ -124,57 +91,33 @@ final class StorageEventHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if frames.isInsideFrame && !stoppedReading && !closingByUs {
-            finish(throwing: PersistentStorageError.revoked(.protocolViolation("the daemon closed the connection in the middle of a WebSocket frame")))
-        } else if closingByUs {
-            finish(throwing: nil)
-        } else {
-            finish(throwing: PersistentStorageError.revoked(.connectionClosed))
-        }
+        finish(throwing: closingByUs ? nil : PersistentStorageError.revoked(reader.connectionEndReason))
         context.fireChannelInactive()
     }
 
-    private func received(text: ByteBuffer) {
-        let event: StorageEvent
-        do {
-            event = try StorageEvent(decoding: text.readableBytesView)
-        } catch {
-            // The protocol asks both ends to log and skip frames they cannot read.
-            logger.warning("ignoring an unreadable event from the PST daemon: \(error)")
+    private func received(_ status: StorageStatus) {
+        guard let waiting = writeAccess else {
+            updates.yield(status)
             return
         }
-        switch event {
-        case .storage(let status):
-            logger.debug("PST storage event: clients=\(status.clients) write_allowed=\(status.data.writeAllowed)")
-            if let waiting = writeAccess {
-                // PROTOCOL.md lets a daemon say "read-only" before its remount
-                // to read-write is done: only `true` ends the wait.
-                guard status.data.writeAllowed else {
-                    sawReadOnly = true
-                    return
-                }
-                writeAccess = nil
-                writeAccessDeadline?.cancel()
-                waiting.succeed(status)
-            } else {
-                updates.yield(status)
-            }
-        case .loop, .pong:
-            break
-        case .ping, .unknown:
-            logger.debug("ignoring a \(event.eventType) event from the PST daemon")
+        // PROTOCOL.md lets a daemon say "read-only" before its remount to
+        // read-write is done: only `true` ends the wait.
+        guard status.data.writeAllowed else {
+            sawReadOnly = true
+            return
         }
+        writeAccess = nil
+        writeAccessDeadline?.cancel()
+        waiting.succeed(status)
     }
 
-    private func receivedClose(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+    private func receivedClose(code: ByteBuffer, context: ChannelHandlerContext) {
         guard !closingByUs else {
             context.close(promise: nil)
             return
         }
         // The daemon ends the session: answer its close frame (RFC 6455 5.5.1)
         // with the same status code, then let it close the connection.
-        var payload = frame.unmaskedData
-        let code = payload.readSlice(length: 2) ?? ByteBuffer()
         finish(throwing: PersistentStorageError.revoked(.connectionClosed))
         send(WebSocketFrame(fin: true, opcode: .connectionClose, data: code), context: context)
         context.close(promise: nil)

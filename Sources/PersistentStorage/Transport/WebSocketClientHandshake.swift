@@ -1,8 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import NIOCore
 
 /// The client half of the WebSocket opening handshake of `GET /ws`
@@ -40,7 +35,7 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
                 let word: UInt64 = generator.next()
                 for shift in stride(from: 0, to: 64, by: 8) { keyBytes.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
             }
-            let key = Data(keyBytes).base64EncodedString()
+            let key = Base64.encoded(keyBytes)
             expectedAccept = WebSocketAccept.value(forKey: key)
             bytes = ByteBuffer(string: """
                 GET \(path) HTTP/1.1\r
@@ -57,7 +52,7 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
     }
 
     private let unsentRequest: ByteBuffer
-    private let expectedAccept: String
+    private let request: Request
     private let installFrameHandlers: (ChannelPipeline.SynchronousOperations) throws -> Void
     private let upgraded: EventLoopPromise<Void>
     private let timeout: Duration
@@ -78,7 +73,7 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
         upgraded: EventLoopPromise<Void>,
         installFrameHandlers: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void
     ) {
-        self.expectedAccept = request.expectedAccept
+        self.request = request
         self.unsentRequest = unsentRequest
         self.upgraded = upgraded
         self.timeout = timeout
@@ -132,7 +127,7 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
         }
         received = nil
         let problem = buffer.withUnsafeReadableBytes { bytes -> String? in
-            self.problem(withHead: UnsafeBufferPointer(rebasing: bytes.assumingMemoryBound(to: UInt8.self)[..<headLength]))
+            self.request.problem(withAnswerHead: UnsafeBufferPointer(rebasing: bytes.assumingMemoryBound(to: UInt8.self)[..<headLength]))
         }
         var rest = buffer
         rest.moveReaderIndex(forwardBy: headLength)
@@ -179,42 +174,48 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
         upgraded.fail(error)
         context.close(promise: nil)
     }
+}
 
+extension WebSocketClientHandshake.Request {
     /// Why `head` is not an acceptance of the upgrade, or nil if it is.
     ///
     /// Read as bytes, without a `String` until there is something to report:
     /// splitting the head into `Substring` lines was a twentieth of the
-    /// client's CPU time per session (Documentation/Benchmarks.md).
-    private func problem(withHead head: UnsafeBufferPointer<UInt8>) -> String? {
-        var lines = Self.lines(of: head)[...]
-        while let first = lines.first, first.isEmpty { lines = lines.dropFirst() }
-        guard let statusLine = lines.popFirst() else { return "the daemon's answer to GET /ws is empty" }
-        let text = { (bytes: Slice<UnsafeBufferPointer<UInt8>>) in String(decoding: bytes.prefix(80), as: UTF8.self) }
+    /// client's CPU time per session, and an array of line slices was a
+    /// generic type for a fresh process to instantiate
+    /// (Documentation/Benchmarks.md).
+    func problem(withAnswerHead head: UnsafeBufferPointer<UInt8>) -> String? {
+        var position = 0
+        var firstLine: Range<Int>?
+        repeat {
+            firstLine = HTTPHeadScanning.nextLine(in: head, from: &position)
+        } while firstLine?.isEmpty == true
+        guard let statusLine = firstLine else { return "the daemon's answer to GET /ws is empty" }
+        let text = { (range: Range<Int>) in String(decoding: head[range].prefix(80), as: UTF8.self) }
         // "HTTP/1.x", spaces, the code, and the reason after it.
-        let versionEnd = statusLine.firstIndex(of: UInt8(ascii: " ")) ?? statusLine.endIndex
-        let codeStart = statusLine[versionEnd...].firstIndex { $0 != UInt8(ascii: " ") } ?? statusLine.endIndex
-        let codeEnd = statusLine[codeStart...].firstIndex(of: UInt8(ascii: " ")) ?? statusLine.endIndex
-        guard codeStart < codeEnd, statusLine[..<versionEnd].starts(with: "HTTP/1.".utf8) else {
+        let lineEnd = statusLine.upperBound
+        let versionEnd = head[statusLine].firstIndex(of: UInt8(ascii: " ")) ?? lineEnd
+        let codeStart = head[versionEnd..<lineEnd].firstIndex { $0 != UInt8(ascii: " ") } ?? lineEnd
+        let codeEnd = head[codeStart..<lineEnd].firstIndex(of: UInt8(ascii: " ")) ?? lineEnd
+        guard codeStart < codeEnd, head[statusLine.lowerBound..<versionEnd].starts(with: "HTTP/1.".utf8) else {
             return "the daemon's answer to GET /ws is not HTTP: \(text(statusLine))"
         }
-        guard statusLine[codeStart..<codeEnd].elementsEqual("101".utf8) else {
-            return "the daemon did not accept the WebSocket upgrade of GET /ws: \(text(statusLine[(versionEnd + 1)...]))"
+        guard head[codeStart..<codeEnd].elementsEqual("101".utf8) else {
+            return "the daemon did not accept the WebSocket upgrade of GET /ws: \(text((versionEnd + 1)..<lineEnd))"
         }
         var upgrade = false
         var connection = false
         var acceptIsRight: Bool?
-        for line in lines {
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { continue }
-            let name = line[..<colon]
-            let value = Self.trimmed(line[(colon + 1)...])
+        while let line = HTTPHeadScanning.nextLine(in: head, from: &position) {
+            guard let colon = head[line].firstIndex(of: UInt8(ascii: ":")) else { continue }
+            let name = head[line.lowerBound..<colon]
+            let value = HTTPHeadScanning.trimmed(colon + 1..<line.upperBound, in: head)
             if HTTPHeadScanning.equalsIgnoringCase(name, "upgrade") {
-                upgrade = upgrade || HTTPHeadScanning.equalsIgnoringCase(value, "websocket")
+                upgrade = upgrade || HTTPHeadScanning.equalsIgnoringCase(head[value], "websocket")
             } else if HTTPHeadScanning.equalsIgnoringCase(name, "connection") {
-                connection = connection || value.split(separator: UInt8(ascii: ",")).contains {
-                    HTTPHeadScanning.equalsIgnoringCase(Self.trimmed($0), "upgrade")
-                }
+                connection = connection || HTTPHeadScanning.containsToken("upgrade", in: value, of: head)
             } else if HTTPHeadScanning.equalsIgnoringCase(name, "sec-websocket-accept") {
-                acceptIsRight = value.elementsEqual(expectedAccept.utf8)
+                acceptIsRight = head[value].elementsEqual(expectedAccept.utf8)
             }
         }
         guard upgrade, connection else {
@@ -224,24 +225,5 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
             return "the daemon's 101 answer to GET /ws has a wrong Sec-WebSocket-Accept"
         }
         return nil
-    }
-}
-
-extension WebSocketClientHandshake {
-    /// The lines of a head, split at LF, each without its CR. Runs of bare
-    /// LFs yield no lines; a line that was only CR comes out empty.
-    fileprivate static func lines(of head: UnsafeBufferPointer<UInt8>) -> [Slice<UnsafeBufferPointer<UInt8>>] {
-        head.split(separator: UInt8(ascii: "\n")).map { line in
-            line.last == UInt8(ascii: "\r") ? line.dropLast() : line
-        }
-    }
-
-    /// Without the spaces and tabs HTTP allows around a header value.
-    fileprivate static func trimmed(_ text: Slice<UnsafeBufferPointer<UInt8>>) -> Slice<UnsafeBufferPointer<UInt8>> {
-        let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
-        guard let first = text.firstIndex(where: { !isBlank($0) }), let last = text.lastIndex(where: { !isBlank($0) }) else {
-            return text[text.startIndex..<text.startIndex]
-        }
-        return text[first...last]
     }
 }

@@ -1,8 +1,8 @@
 import NIOCore
 
-/// The two byte-level steps both ends of `/ws` need to read an HTTP head
-/// without an HTTP parser: where it ends, and header names compared without
-/// regard to case. For the package's own handshake code, not its API.
+/// The byte-level steps both ends of `/ws` need to read an HTTP head without
+/// an HTTP parser: where it ends, its lines, header names and values compared
+/// without regard to case. For the package's own handshake code, not its API.
 package enum HTTPHeadScanning {
     /// The length of the head at the start of `buffer`, its blank line
     /// included, if it ends within `limit` bytes.
@@ -47,5 +47,37 @@ package enum HTTPHeadScanning {
 
     private static func foldedToLowercase(_ byte: UInt8) -> UInt8 {
         byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+    }
+
+    /// The next line of `head` from `start` on, split at LF and without its
+    /// CR, and moves `start` past it; nil after the last. Runs of bare LFs
+    /// yield no lines; a line that was only CR comes out empty.
+    package static func nextLine(in head: UnsafeBufferPointer<UInt8>, from start: inout Int) -> Range<Int>? {
+        while start < head.count && head[start] == UInt8(ascii: "\n") { start += 1 }
+        guard start < head.count else { return nil }
+        let lineStart = start
+        start = head[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? head.count
+        let hasCR = start > lineStart && head[start - 1] == UInt8(ascii: "\r")
+        return lineStart..<(hasCR ? start - 1 : start)
+    }
+
+    /// Whether a comma-separated header value has `token`, in any case.
+    package static func containsToken(_ token: StaticString, in value: Range<Int>, of bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var start = value.lowerBound
+        while start <= value.upperBound {
+            let end = bytes[start..<value.upperBound].firstIndex(of: UInt8(ascii: ",")) ?? value.upperBound
+            if equalsIgnoringCase(bytes[trimmed(start..<end, in: bytes)], token) { return true }
+            start = end + 1
+        }
+        return false
+    }
+
+    /// `range` without the spaces and tabs HTTP allows around a header value.
+    package static func trimmed(_ range: Range<Int>, in bytes: UnsafeBufferPointer<UInt8>) -> Range<Int> {
+        var lower = range.lowerBound
+        var upper = range.upperBound
+        while lower < upper, bytes[lower] == 32 || bytes[lower] == 9 { lower += 1 }
+        while upper > lower, bytes[upper - 1] == 32 || bytes[upper - 1] == 9 { upper -= 1 }
+        return lower..<upper
     }
 }

@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// The opening handshake's proof (RFC 6455 4.2.2), for both ends: the
 /// client checks the daemon's answer with it, the daemon computes it.
 package enum WebSocketAccept {
@@ -12,7 +6,7 @@ package enum WebSocketAccept {
     /// Not generic: the daemon calls it from another module, where a generic
     /// version ran unspecialized on every upgrade.
     package static func value(forKey key: String) -> String {
-        Data(SHA1.digest(Array(key.utf8) + Array("258EAFA5-E914-47DA-95CA-C5AB0DC85B11".utf8))).base64EncodedString()
+        Base64.encoded(SHA1.digest(Array(key.utf8) + Array("258EAFA5-E914-47DA-95CA-C5AB0DC85B11".utf8)))
     }
 }
 

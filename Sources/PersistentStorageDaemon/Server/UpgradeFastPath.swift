@@ -171,7 +171,7 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
             guard let colon = bytes[lineStart..<lineEnd].firstIndex(of: UInt8(ascii: ":")), colon > lineStart,
                 bytes[lineStart..<colon].allSatisfy(isTokenByte)
             else { return nil }
-            let value = trimmed(colon + 1..<lineEnd, in: bytes)
+            let value = HTTPHeadScanning.trimmed(colon + 1..<lineEnd, in: bytes)
             guard bytes[value].allSatisfy({ $0 == 9 || ($0 >= 32 && $0 != 127) }) else { return nil }
             let name = bytes[lineStart..<colon]
             if HTTPHeadScanning.equalsIgnoringCase(name, "sec-websocket-key") {
@@ -181,9 +181,9 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
                 guard !hasVersion, bytes[value].elementsEqual("13".utf8) else { return nil }
                 hasVersion = true
             } else if HTTPHeadScanning.equalsIgnoringCase(name, "upgrade") {
-                upgradesToWebSocket = upgradesToWebSocket || containsToken("websocket", in: value, of: bytes)
+                upgradesToWebSocket = upgradesToWebSocket || HTTPHeadScanning.containsToken("websocket", in: value, of: bytes)
             } else if HTTPHeadScanning.equalsIgnoringCase(name, "connection") {
-                connectionUpgrades = connectionUpgrades || containsToken("upgrade", in: value, of: bytes)
+                connectionUpgrades = connectionUpgrades || HTTPHeadScanning.containsToken("upgrade", in: value, of: bytes)
             } else if HTTPHeadScanning.equalsIgnoringCase(name, "content-length") {
                 guard bytes[value].elementsEqual("0".utf8) else { return nil }
             } else if HTTPHeadScanning.equalsIgnoringCase(name, "transfer-encoding") {
@@ -192,26 +192,6 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
         }
         guard let key, hasVersion, upgradesToWebSocket, connectionUpgrades else { return nil }
         return key
-    }
-
-    /// Whether a comma-separated value has `token`, in any case.
-    private static func containsToken(_ token: StaticString, in value: Range<Int>, of bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        var start = value.lowerBound
-        while start <= value.upperBound {
-            let end = bytes[start..<value.upperBound].firstIndex(of: UInt8(ascii: ",")) ?? value.upperBound
-            if HTTPHeadScanning.equalsIgnoringCase(bytes[trimmed(start..<end, in: bytes)], token) { return true }
-            start = end + 1
-        }
-        return false
-    }
-
-    /// `range` without the spaces and tabs around it.
-    private static func trimmed(_ range: Range<Int>, in bytes: UnsafeBufferPointer<UInt8>) -> Range<Int> {
-        var lower = range.lowerBound
-        var upper = range.upperBound
-        while lower < upper, bytes[lower] == 32 || bytes[lower] == 9 { lower += 1 }
-        while upper > lower, bytes[upper - 1] == 32 || bytes[upper - 1] == 9 { upper -= 1 }
-        return lower..<upper
     }
 
     /// RFC 9110 5.6.2 `tchar`.
