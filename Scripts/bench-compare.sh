@@ -35,7 +35,7 @@ run() {
     local fixtures="$run_dir/fixtures-$RANDOM"
     PST_FIXTURE_ROOT=$fixtures unshare --mount --propagation private \
         "$1/pst-bench" --build-configuration release --json "$run_dir/results.json" --only "$groups" 2>/dev/null \
-        | grep -E 'warm (acquire|open)|sessions/s|CPU per session' || true
+        | grep -E 'warm (acquire|open)|sessions/s|CPU per session|kvmd-pstrun' || true
 }
 
 for pair in $(seq "$pairs"); do

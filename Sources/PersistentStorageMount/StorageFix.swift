@@ -36,18 +36,32 @@ public struct StorageFix: Sendable {
                 throw StorageFixError("cannot create \(directory): \(String(cString: strerror(errno)))")
             }
         }
+        // Each change is made only where it is missing: chown(2) and chmod(2)
+        // dirty the inode even when nothing changes (its ctime), and a dirty
+        // inode is a journal commit to the SD card before every read-only
+        // remount, one per session.
         if uid != nil || gid != nil {
             for path in Set([root, data]).sorted() {
+                let current = try Self.status(of: path)
+                guard current.st_uid != (uid ?? current.st_uid) || current.st_gid != (gid ?? current.st_gid) else { continue }
                 // -1 leaves that id unchanged, as chown(2) documents.
                 if chown(path, uid ?? uid_t.max, gid ?? gid_t.max) != 0 {
                     throw StorageFixError("cannot change the owner of \(path): \(String(cString: strerror(errno)))")
                 }
             }
         }
-        if uid != nil && gid != nil {
+        if uid != nil && gid != nil, try Self.status(of: root).st_mode & 0o7777 != 0o1775 {
             if chmod(root, 0o1775) != 0 {
                 throw StorageFixError("cannot chmod \(root) to 1775: \(String(cString: strerror(errno)))")
             }
         }
+    }
+
+    private static func status(of path: String) throws(StorageFixError) -> stat {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw StorageFixError("cannot read the owner and mode of \(path): \(String(cString: strerror(errno)))")
+        }
+        return info
     }
 }

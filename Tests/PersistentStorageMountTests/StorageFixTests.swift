@@ -40,6 +40,31 @@ struct StorageFixTests {
         }
     }
 
+    @Test("A fix with nothing to change writes nothing: no inode's change time moves")
+    func nothingToChangeWritesNothing() async throws {
+        try await withStorageFixture { fixture in
+            let remount = StorageRemount(fstabPath: fixture.fstabPath)
+            try remount.perform(.readWrite)
+            let changeTime = { (path: String) -> timespec? in
+                var info = stat()
+                return stat(path, &info) == 0 ? info.st_ctim : nil
+            }
+            let before = try [fixture.mountPath, fixture.dataPath].map { try #require(changeTime($0)) }
+            // Far enough apart for the kernel's clock granularity to show a change.
+            try await Task.sleep(for: .milliseconds(20))
+            try StorageFix(location: FstabReader(path: fixture.fstabPath).findStorage().location).apply()
+            let after = try [fixture.mountPath, fixture.dataPath].map { try #require(changeTime($0)) }
+            #expect(zip(before, after).allSatisfy { $0.tv_sec == $1.tv_sec && $0.tv_nsec == $1.tv_nsec })
+
+            // A wrong mode or owner is still put right, and only then does the time move.
+            #expect(chmod(fixture.mountPath, 0o755) == 0)
+            #expect(chown(fixture.dataPath, 0, 0) == 0)
+            try StorageFix(location: FstabReader(path: fixture.fstabPath).findStorage().location).apply()
+            #expect(attributes(fixture.mountPath)?.mode == 0o1775)
+            #expect(attributes(fixture.dataPath)?.uid == getpwnam("nobody")!.pointee.pw_uid)
+        }
+    }
+
     @Test("With only a user, the owner changes but the mode does not")
     func userOnly() async throws {
         try await withStorageFixture(.init(pstOptions: "X-kvmd.pst-user=nobody")) { fixture in
