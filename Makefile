@@ -1,5 +1,5 @@
 # The two commands the README starts with, and a few more.
-.PHONY: demo test docs bench bench-smoke build release clean
+.PHONY: demo test test-shipped-pstrun docs bench bench-smoke build release clean
 
 # The whole thing end to end on a demo PST image (root).
 demo:
@@ -26,16 +26,19 @@ build:
 	bash Scripts/install-deps.sh
 	swift build
 
-# The executables as shipped (Documentation/Deploying.md): release, with the
-# Swift runtime linked in statically, which roughly halves kvmd-pstrun's
-# start-up time and cuts the daemon's idle RSS; linked by lld with packed
-# relative relocations (Scripts/release-toolset.json; glibc 2.36 or later);
-# and without Swift's -export-dynamic, which put every symbol in the dynamic
-# symbol table (nothing looks them up there). The last two save the daemon
-# 4 MiB of RSS.
+# The executables as shipped (Documentation/Deploying.md), in .build/shipped:
+# release, with the Swift runtime linked in statically, by lld with packed
+# relative relocations, without Swift's -export-dynamic, and kvmd-pstrun
+# linked fully statically (Scripts/build-release.sh says why).
 release:
-	bash Scripts/install-deps.sh
-	swift build -c release --static-swift-stdlib --toolset Scripts/release-toolset.json -Xlinker --no-export-dynamic
+	bash Scripts/build-release.sh
+
+# The tests that run kvmd-pstrun, once more against the fully static one
+# `make release` ships (CI runs this besides `make test`).
+test-shipped-pstrun:
+	PST_KVMD_PSTRUN="$$(bash Scripts/build-release.sh --pstrun-only | tail -n 1)/kvmd-pstrun" \
+	PST_TEST_FILTER='PersistentStorageRunTests|AuthorizationTests|ExamplesTests|RealDaemonLibraryTests' \
+	bash Scripts/test.sh
 
 clean:
 	swift package clean

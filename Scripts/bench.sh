@@ -23,22 +23,19 @@ for argument in "$@"; do
 done
 scratch=${PST_BENCH_SCRATCH:-.build-bench}
 
-# The release run measures what Deploying.md ships: the Swift runtime and
-# Foundation linked in statically. Dynamically linked, every start of
-# kvmd-pstrun spent about half its CPU time in the dynamic loader's symbol
-# lookups, and the daemon's idle RSS carried the relocated pages of a dozen
-# shared libraries.
-build_flags=(-c "$configuration" --scratch-path "$scratch")
-# ...and, like `make release`, linked by lld with packed relative
-# relocations and without exporting every symbol (see the Makefile): the
-# relocation table and the exported symbols were 3 MiB of the daemon's RSS.
-[ "$configuration" = release ] && build_flags+=(--static-swift-stdlib --toolset Scripts/release-toolset.json -Xlinker --no-export-dynamic)
-
-bash Scripts/install-deps.sh
-for product in kvmd-pst kvmd-pstrun pst-bench; do
-    swift build "${build_flags[@]}" --product "$product"
-done
-bin=$(swift build "${build_flags[@]}" --show-bin-path)
+# The release run measures what Deploying.md ships, built by
+# Scripts/build-release.sh (which says how and why); the smoke run a debug
+# build.
+if [ "$configuration" = release ]; then
+    bin=$(PST_RELEASE_SCRATCH=$scratch bash Scripts/build-release.sh pst-bench | tail -n 1)
+else
+    bash Scripts/install-deps.sh
+    build_flags=(-c debug --scratch-path "$scratch")
+    for product in kvmd-pst kvmd-pstrun pst-bench; do
+        swift build "${build_flags[@]}" --product "$product"
+    done
+    bin=$(swift build "${build_flags[@]}" --show-bin-path)
+fi
 
 run_dir=$(mktemp -d /tmp/swift-pst-bench.XXXXXX)
 chmod 755 "$run_dir"

@@ -8,6 +8,8 @@
 #
 # With CI=true (or PST_REQUIRE_REAL_MOUNTS=1) tests that need real loop
 # devices and mounts never skip: if they cannot run, they fail.
+#
+# PST_TEST_FILTER, if set, runs only the tests it matches (swift test --filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +30,9 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 set +e
-"${runner[@]}" swift test --skip-build "$@" 2>&1 | tee "$run_dir/test.log"
+filter=()
+if [ -n "${PST_TEST_FILTER:-}" ]; then filter=(--filter "$PST_TEST_FILTER"); fi
+"${runner[@]}" swift test --skip-build "${filter[@]}" "$@" 2>&1 | tee "$run_dir/test.log"
 status=${PIPESTATUS[0]}
 set -e
 

@@ -18,7 +18,14 @@ public enum BuiltProducts {
     }()
 
     /// The absolute path of the executable `name` (`kvmd-pst`, `kvmd-pstrun`, ...).
+    ///
+    /// `PST_KVMD_PSTRUN`, if set, is the `kvmd-pstrun` to use instead: CI
+    /// runs the `kvmd-pstrun` tests once more against the one
+    /// Scripts/build-release.sh ships, which is linked differently.
     public static func path(of name: String) -> String {
-        directory + "/" + name
+        if name == "kvmd-pstrun", let shipped = ProcessInfo.processInfo.environment["PST_KVMD_PSTRUN"], !shipped.isEmpty {
+            return shipped
+        }
+        return directory + "/" + name
     }
 }
