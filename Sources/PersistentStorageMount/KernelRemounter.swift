@@ -67,9 +67,11 @@ public struct KernelRemounter: Sendable {
     }
 
     public func remount(_ mountPath: String, to mode: RemountMode) throws(RemountError) {
-        guard MountTable.filesystem(mountedAt: mountPath) != nil else {
-            throw RemountError(kind: .notMounted, mountPath: mountPath, mode: mode, errno: ENOENT, message: "")
-        }
+        // Whether anything is mounted there is asked only when the remount
+        // fails, to say so: reading the mount table first cost every remount
+        // a pass over /proc/self/mountinfo, which libmount reads anyway. The
+        // kernel refuses MS_REMOUNT on a directory that is not a mount's root
+        // (EINVAL), so nothing else can be remounted by mistake.
         if mode == .readOnly {
             // The kernel syncs the filesystem when it goes read-only; doing it
             // first as well keeps that work out of the window in which a new
@@ -104,6 +106,9 @@ public struct KernelRemounter: Sendable {
         var buffer = [CChar](repeating: 0, count: 1024)
         _ = mnt_context_get_excode(context, rc, &buffer, buffer.count)
         let message = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard MountTable.filesystem(mountedAt: mountPath) != nil else {
+            throw RemountError(kind: .notMounted, mountPath: mountPath, mode: mode, errno: ENOENT, message: "")
+        }
         let code = syscallErrno != 0 ? syscallErrno : (rc < 0 ? -rc : 0)
         throw RemountError(kind: Self.kind(of: code, mode: mode), mountPath: mountPath, mode: mode, errno: code, message: message)
     }

@@ -89,11 +89,14 @@ struct RemountTests {
         }
     }
 
-    @Test("Remounting a path where nothing is mounted says so")
+    @Test("Remounting a path where nothing is mounted says so, and remounts nothing else")
     func notMounted() async throws {
         try await withStorageFixture { fixture in
             try fixture.unmount()
             #expect(remountError(fixture, .readWrite)?.kind == .notMounted)
+            #expect(remountError(fixture, .readOnly)?.kind == .notMounted)
+            // The filesystem the empty mount point lives on is still writable.
+            #expect(MountTable.isWritable(fixture.mountPath))
         }
     }
 
