@@ -88,19 +88,54 @@ struct RealDaemonRunTests {
         }
     }
 
-    @Test("SIGTERM to kvmd-pstrun is passed on to the script, and the storage is RO after")
-    func sigtermForwarded() async throws {
+    @Test("SIGTERM or SIGHUP to kvmd-pstrun is passed on to the script, and the storage is RO after", arguments: [
+        (SIGTERM, "TERM"), (SIGHUP, "HUP"),
+    ])
+    func signalForwarded(signal: Int32, name: String) async throws {
         try await withStorageDaemon { fixture, daemon in
             let run = try RunningPstRun(
                 socketPath: daemon.socketPath,
-                command: ["/bin/sh", "-c", "trap 'echo got-term; exit 9' TERM; echo started; while :; do sleep 0.1; done"]
+                command: ["/bin/sh", "-c", "trap 'echo got-\(name); exit 9' \(name); echo started; while :; do sleep 0.1; done"]
             )
             #expect(await run.waitForOutputLine("started"))
-            kill(run.process.processIdentifier, SIGTERM)
+            kill(run.process.processIdentifier, signal)
             let finished = await run.finish()
             #expect(finished.status == 9)
-            #expect(finished.standardOutput.contains("got-term"))
+            #expect(finished.standardOutput.contains("got-\(name)"))
+            #expect(finished.standardError.contains("Got signal \(signal); passing it on to the process"))
             #expect(await eventually { fixture.state == .readOnly })
+        }
+    }
+
+    @Test("a script that outlasts several heartbeats keeps its session: kvmd-pstrun answers the daemon's pings meanwhile")
+    func heartbeatsAnswered() async throws {
+        // The daemon drops a session that does not answer within half an interval.
+        try await withStorageDaemon(extraArguments: ["--heartbeat", "0.5"]) { fixture, daemon in
+            let run = try RunningPstRun(
+                socketPath: daemon.socketPath,
+                command: ["/bin/sh", "-c", #"sleep 2.5; echo done > "$KVMD_PST_DATA/after-heartbeats""#]
+            )
+            let finished = await run.finish()
+            #expect(finished.status == 0)
+            #expect(!finished.standardError.contains("revoked"), "\(finished.standardError)")
+            #expect(try String(contentsOfFile: fixture.dataPath + "/after-heartbeats", encoding: .utf8) == "done\n")
+        }
+    }
+
+    @Test("an admin's read-only remount stops the script with SIGTERM, and kvmd-pstrun says why")
+    func readOnlyRemountRevokes() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let run = try RunningPstRun(
+                socketPath: daemon.socketPath,
+                command: ["/bin/sh", "-c", "trap 'echo got-term; exit 5' TERM; echo started; while :; do sleep 0.1; done"]
+            )
+            #expect(await run.waitForOutputLine("started"))
+            try await fixture.remountExternally(.readOnly)
+            let finished = await run.finish()
+            #expect(finished.status == 5)
+            #expect(finished.standardOutput.contains("got-term"))
+            #expect(finished.standardError.contains(
+                "PST write access was revoked (the daemon reports the storage is no longer writable); stopping the process"))
         }
     }
 
