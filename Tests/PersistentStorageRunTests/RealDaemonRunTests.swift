@@ -109,11 +109,13 @@ struct RealDaemonRunTests {
 
     @Test("a script that outlasts several heartbeats keeps its session: kvmd-pstrun answers the daemon's pings meanwhile")
     func heartbeatsAnswered() async throws {
-        // The daemon drops a session that does not answer within half an interval.
-        try await withStorageDaemon(extraArguments: ["--heartbeat", "0.5"]) { fixture, daemon in
+        // The daemon drops a session that does not answer within half an
+        // interval; its first ping comes after one to two intervals, so a
+        // script of 3.5 s sees at least two.
+        try await withStorageDaemon(extraArguments: ["--heartbeat", "1"]) { fixture, daemon in
             let run = try RunningPstRun(
                 socketPath: daemon.socketPath,
-                command: ["/bin/sh", "-c", #"sleep 2.5; echo done > "$KVMD_PST_DATA/after-heartbeats""#]
+                command: ["/bin/sh", "-c", #"sleep 3.5; echo done > "$KVMD_PST_DATA/after-heartbeats""#]
             )
             let finished = await run.finish()
             #expect(finished.status == 0)
