@@ -70,15 +70,20 @@ struct RealDaemonRunTests {
         #expect(finished.standardError.contains("ERROR -- no PST daemon at /nonexistent/pst.sock"))
     }
 
+    /// A `kvmd-pstrun` whose script sets `trap`, says it started, and loops
+    /// until a signal ends it; returned once it has started.
+    private static func loopingScript(on daemon: DaemonProcess, trap: String) async throws -> RunningPstRun {
+        let run = try RunningPstRun(
+            socketPath: daemon.socketPath, command: ["/bin/sh", "-c", "\(trap); echo started; while :; do sleep 0.1; done"])
+        #expect(await run.waitForOutputLine("started"))
+        return run
+    }
+
     @Test("the daemon killed mid-script: the script is killed within 2 s and the status is non-zero")
     func daemonDeathKillsScript() async throws {
         try await withStorageDaemon { _, daemon in
             // The script ignores SIGTERM, so only the SIGKILL after the grace period ends it.
-            let run = try RunningPstRun(
-                socketPath: daemon.socketPath,
-                command: ["/bin/sh", "-c", "trap '' TERM; echo started; while :; do sleep 0.1; done"]
-            )
-            #expect(await run.waitForOutputLine("started"))
+            let run = try await Self.loopingScript(on: daemon, trap: "trap '' TERM")
             let killed = ContinuousClock.now
             daemon.terminate(signal: SIGKILL)
             let finished = await run.finish()
@@ -93,11 +98,7 @@ struct RealDaemonRunTests {
     ])
     func signalForwarded(signal: Int32, name: String) async throws {
         try await withStorageDaemon { fixture, daemon in
-            let run = try RunningPstRun(
-                socketPath: daemon.socketPath,
-                command: ["/bin/sh", "-c", "trap 'echo got-\(name); exit 9' \(name); echo started; while :; do sleep 0.1; done"]
-            )
-            #expect(await run.waitForOutputLine("started"))
+            let run = try await Self.loopingScript(on: daemon, trap: "trap 'echo got-\(name); exit 9' \(name)")
             kill(run.process.processIdentifier, signal)
             let finished = await run.finish()
             #expect(finished.status == 9)
@@ -127,11 +128,7 @@ struct RealDaemonRunTests {
     @Test("an admin's read-only remount stops the script with SIGTERM, and kvmd-pstrun says why")
     func readOnlyRemountRevokes() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let run = try RunningPstRun(
-                socketPath: daemon.socketPath,
-                command: ["/bin/sh", "-c", "trap 'echo got-term; exit 5' TERM; echo started; while :; do sleep 0.1; done"]
-            )
-            #expect(await run.waitForOutputLine("started"))
+            let run = try await Self.loopingScript(on: daemon, trap: "trap 'echo got-term; exit 5' TERM")
             try await fixture.remountExternally(.readOnly)
             let finished = await run.finish()
             #expect(finished.status == 5)
