@@ -9,8 +9,7 @@ struct ScriptProcess: Sendable {
     var processGroup: pid_t { pid }
 
     /// Starts `arguments[0]` (searched in PATH) with `environment` (`NAME=value`
-    /// entries), inheriting
-    /// stdin, stdout and stderr.
+    /// entries), inheriting stdin, stdout and stderr.
     ///
     /// - Parameter foregroundTerminal: a terminal whose foreground group the
     ///   script's group becomes before it starts, or nil.

@@ -54,7 +54,7 @@ struct ScriptSupervision {
             }
             var entries = [pollfd(fd: signals.descriptor, events: Int16(POLLIN), revents: 0)]
             if watchingSession { entries.append(pollfd(fd: session.descriptor, events: Int16(POLLIN), revents: 0)) }
-            let ready = Glibc.poll(&entries, nfds_t(entries.count), killDeadline.map(Self.milliseconds(until:)) ?? -1)
+            let ready = Glibc.poll(&entries, nfds_t(entries.count), killDeadline.map(BlockingSession.pollTimeout(until:)) ?? -1)
             guard ready > 0 else { continue }  // a timeout or EINTR: look again
             while let number = signals.next() {
                 guard number != SIGCHLD else { continue }
@@ -63,11 +63,5 @@ struct ScriptSupervision {
             }
             sessionReadable = watchingSession && entries[1].revents != 0
         }
-    }
-
-    private static func milliseconds(until deadline: ContinuousClock.Instant) -> Int32 {
-        let (seconds, attoseconds) = max(.zero, deadline - .now).components
-        // Rounded up, so that the wait does not end just before the deadline.
-        return Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
     }
 }

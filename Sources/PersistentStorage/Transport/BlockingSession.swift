@@ -108,7 +108,7 @@ package final class BlockingSession {
         var code = ByteBuffer()
         code.write(webSocketErrorCode: .normalClosure)
         guard Self.sendFrame(.connectionClose, code, on: descriptor, until: deadline) else { return }
-        while !ended, Self.pollReadable(descriptor, until: deadline) {
+        while Self.pollReadable(descriptor, until: deadline) {
             switch Self.read(from: descriptor) {
             case .bytes(let bytes):
                 reader.append(bytes)
@@ -338,13 +338,17 @@ extension BlockingSession {
             let left = deadline - .now
             guard left > .zero else { return false }
             var entry = pollfd(fd: descriptor, events: events, revents: 0)
-            let (seconds, attoseconds) = left.components
-            // Rounded up, so that a wait never ends just before its deadline.
-            let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-            let result = Glibc.poll(&entry, 1, Int32(clamping: milliseconds))
+            let result = Glibc.poll(&entry, 1, pollTimeout(until: deadline))
             if result > 0 { return true }
             if result < 0 && errno != EINTR { return true }  // let the read or send report it
         }
+    }
+
+    /// `poll(2)`'s timeout for a wait until `deadline`: milliseconds, rounded
+    /// up so that a wait never ends just before its deadline; 0 once it is past.
+    package static func pollTimeout(until deadline: ContinuousClock.Instant) -> Int32 {
+        let (seconds, attoseconds) = max(.zero, deadline - .now).components
+        return Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
     }
 
     /// Waits on this thread for async work: only for the errors of a failed
