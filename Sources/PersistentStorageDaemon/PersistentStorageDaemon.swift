@@ -6,26 +6,34 @@ import Foundation
 #endif
 import Dispatch
 import Glibc
-import Glibc
 import Logging
 import NIOCore
 import NIOPosix
 import PersistentStorageMount
 import ServiceLifecycle
 
-/// Why the daemon could not start.
+/// Why the daemon could not start, or did not stop cleanly.
 public enum DaemonStartError: Error, CustomStringConvertible {
     case configuration(DaemonConfigurationError)
+    case instance(DaemonInstanceError)
     case discovery(StorageDiscoveryError)
+    case storage(String)
     case mountWatch(String)
     case socket(String)
+    /// Shutdown could not make the storage read-only in time.
+    case storageLeftWritable(mountPath: String, reason: String)
 
     public var description: String {
         switch self {
         case .configuration(let error): error.description
+        case .instance(let error): error.description
         case .discovery(let error): error.description
+        case .storage(let text): "cannot prepare the storage: \(text)"
         case .mountWatch(let text): text
         case .socket(let text): text
+        case .storageLeftWritable(let mountPath, let reason):
+            "the storage at \(mountPath) is left READ-WRITE: \(reason); "
+                + "find the writer (fuser -vm \(mountPath)) and run 'mount -o remount,ro \(mountPath)', or start kvmd-pst again"
         }
     }
 }
@@ -90,6 +98,15 @@ public struct PersistentStorageDaemon: Service {
         logger.debug("open file limit: \(descriptorLimit)")
         let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
 
+        // Before anything touches the mount: one daemon per socket path.
+        let instanceLock: DaemonInstanceLock
+        do {
+            instanceLock = try DaemonInstanceLock(socketPath: configuration.socketPath)
+        } catch {
+            throw DaemonStartError.instance(error)
+        }
+        defer { instanceLock.release() }
+
         let discovery: StorageDiscovery
         do {
             discovery = try FstabReader(path: configuration.fstabPath).findStorage()
@@ -118,14 +135,28 @@ public struct PersistentStorageDaemon: Service {
             eventLoop: eventLoops.next(),
             logger: logger)
 
-        await controller.prepareStorage()
+        // Every failure from here on ends the same way: the storage is made
+        // read-only again (on the controller, whose executor is the event
+        // loop, so before that loop shuts down), then the loop is shut down.
+        func abandonStart(_ error: DaemonStartError) async -> DaemonStartError {
+            if let reason = await controller.remountReadOnlyForExit(until: .now + configuration.stopTimeout) {
+                logger.critical("\(DaemonStartError.storageLeftWritable(mountPath: location.mountPath, reason: reason))")
+            }
+            try? await eventLoops.shutdownGracefully()
+            return error
+        }
+
+        do {
+            try await controller.prepareStorage()
+        } catch {
+            throw await abandonStart(.storage(error.description))
+        }
 
         let watcher: MountTableWatcher
         do {
             watcher = try MountTableWatcher(recheckInterval: configuration.mountRecheckInterval)
         } catch {
-            try? await eventLoops.shutdownGracefully()
-            throw DaemonStartError.mountWatch(error.description)
+            throw await abandonStart(.mountWatch(error.description))
         }
         defer { watcher.stop() }
 
@@ -134,14 +165,12 @@ public struct PersistentStorageDaemon: Service {
             server = try await DaemonServer.start(
                 settings: serverSettings, controller: controller, group: eventLoops, logger: logger)
         } catch {
-            try? await eventLoops.shutdownGracefully()
-            await controller.remountReadOnlyForExit()
-            throw DaemonStartError.socket(String(describing: error))
+            throw await abandonStart(.socket(String(describing: error)))
         }
         logger.info("listening on \(configuration.socketPath)")
         notifier.ready(status: "Listening on \(configuration.socketPath)")
 
-        await withTaskGroup(of: Void.self) { tasks in
+        let leftWritable = await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
                 for await _ in watcher.changes {
                     await controller.mountTableDidChange()
@@ -149,16 +178,21 @@ public struct PersistentStorageDaemon: Service {
             }
             // Either SIGTERM/SIGINT (graceful shutdown) or cancellation ends the wait.
             try? await gracefulShutdown()
-            await shutDown(server: server, controller: controller, notifier: notifier)
+            let leftWritable = await shutDown(server: server, controller: controller, notifier: notifier)
             watcher.stop()
             await tasks.waitForAll()
+            return leftWritable
         }
         try? await eventLoops.shutdownGracefully()
+        if let reason = leftWritable {
+            throw DaemonStartError.storageLeftWritable(mountPath: location.mountPath, reason: reason)
+        }
         logger.info("stopped")
     }
 
-    /// The shutdown sequence, in the protocol's order.
-    private func shutDown(server: DaemonServer, controller: RemountController, notifier: SystemdNotifier) async {
+    /// The shutdown sequence, in the protocol's order. Returns nil once the
+    /// storage is read-only, or why it is left writable.
+    private func shutDown(server: DaemonServer, controller: RemountController, notifier: SystemdNotifier) async -> String? {
         logger.info("shutting down")
         notifier.stopping()
         // No new sessions from here on.
@@ -171,15 +205,17 @@ public struct PersistentStorageDaemon: Service {
             logger.info("closed \(sessionCount) session(s); waiting \(configuration.readOnlyCleanupDelay) before going read-only")
             try? await Task.sleep(for: configuration.readOnlyCleanupDelay)
         }
-        await controller.remountReadOnlyForExit()
+        let leftWritable = await controller.remountReadOnlyForExit(until: .now + configuration.stopTimeout)
         server.removeSocketFile()
+        return leftWritable
     }
 
     private func makeRemounter(for location: StorageLocation) -> any StorageRemounter {
         if let command = configuration.remountCommand {
             return CommandRemounter(arguments: command)
         }
-        return InProcessRemounter(location: location, layout: configuration.dataLayout, fstabPath: configuration.fstabPath)
+        return InProcessRemounter(
+            location: location, layout: configuration.dataLayout, fstabPath: configuration.fstabPath, logger: logger)
     }
 
     private var serverSettings: DaemonServer.Settings {

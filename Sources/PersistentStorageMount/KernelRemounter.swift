@@ -93,7 +93,7 @@ public struct KernelRemounter: Sendable {
         // from the fstab entry or, failing that, from the mount itself, the
         // way `mount -o remount,ro PATH` does it.
         let fstab = LibMountTable()
-        if mnt_table_parse_fstab(fstab.handle, fstabPath) == 0 {
+        if let text = try? readFile(fstabPath), parseFstab(text, named: fstabPath, into: fstab) == 0 {
             mnt_context_set_fstab(context, fstab.handle)
         }
         mnt_context_set_target(context, mountPath)
@@ -110,7 +110,22 @@ public struct KernelRemounter: Sendable {
             throw RemountError(kind: .notMounted, mountPath: mountPath, mode: mode, errno: ENOENT, message: "")
         }
         let code = syscallErrno != 0 ? syscallErrno : (rc < 0 ? -rc : 0)
-        throw RemountError(kind: Self.kind(of: code, mode: mode), mountPath: mountPath, mode: mode, errno: code, message: message)
+        // Without the privilege libmount may fail before the system call,
+        // with an errno of its own (EACCES opening the device, which reads
+        // as write-protected); the missing privilege is the real reason.
+        let kind = Self.hasRemountPrivilege() ? Self.kind(of: code, mode: mode) : .notPermitted
+        throw RemountError(kind: kind, mountPath: mountPath, mode: mode, errno: code, message: message)
+    }
+
+    /// Whether this process has `CAP_SYS_ADMIN` in its effective set
+    /// (`CapEff` in `/proc/self/status`), which mount(2) needs.
+    static func hasRemountPrivilege() -> Bool {
+        guard let status = try? readFile("/proc/self/status"),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let mask = UInt64(line.dropFirst("CapEff:".count).trimmingPrefix { $0 == "\t" || $0 == " " }, radix: 16)
+        else { return geteuid() == 0 }
+        let capSysAdmin: UInt64 = 21
+        return mask & (1 << capSysAdmin) != 0
     }
 
     static func kind(of code: Int32, mode: RemountMode) -> RemountError.Kind {

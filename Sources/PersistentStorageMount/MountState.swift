@@ -7,8 +7,16 @@ public enum MountState: String, Sendable, Equatable, CustomStringConvertible {
     case notMounted = "not mounted"
     case readOnly = "read-only"
     case readWrite = "read-write"
+    /// The filesystem hit an error and the kernel stopped all writing to it
+    /// (`errors=remount-ro`). ext4 may do this without marking the mount
+    /// read-only (`emergency_ro` in its options; `statvfs` then still says
+    /// writable), and no remount makes it writable again: it needs
+    /// unmounting and `e2fsck`.
+    case readOnlyAfterErrors = "read-only after filesystem errors"
 
     public var description: String { rawValue }
+
+    public var isWritable: Bool { self == .readWrite }
 }
 
 /// One line of the kernel's mount table (`/proc/self/mountinfo`).
@@ -20,6 +28,16 @@ public struct MountedFilesystem: Sendable, Equatable {
     public var vfsOptions: String
     /// Superblock options (`errors=remount-ro,data=journal`).
     public var filesystemOptions: String
+
+    /// What the options say: the per-mount `ro`/`rw` first, then the
+    /// superblock's (the kernel marks only the superblock when it stops
+    /// writing after an error).
+    public var state: MountState {
+        let filesystem = filesystemOptions.split(separator: ",")
+        if filesystem.contains("emergency_ro") { return .readOnlyAfterErrors }
+        if vfsOptions.split(separator: ",").contains("ro") { return .readOnly }
+        return filesystem.contains("ro") ? .readOnlyAfterErrors : .readWrite
+    }
 
     /// Every option, per-mount first.
     public var allOptions: [String] {
@@ -48,10 +66,11 @@ public enum MountTable {
         return nil
     }
 
-    /// Not mounted, read-only or read-write, for the mount point `mountPath`.
+    /// The state of the mount at `mountPath`, from the mount table alone:
+    /// nothing a client can create or remove inside the storage changes it.
     public static func state(ofMountPoint mountPath: String) -> MountState {
-        guard filesystem(mountedAt: mountPath) != nil else { return .notMounted }
-        return isWritable(mountPath) ? .readWrite : .readOnly
+        guard let mounted = filesystem(mountedAt: mountPath) else { return .notMounted }
+        return mounted.state
     }
 
     /// Whether the filesystem holding `path` is mounted read-write right now

@@ -24,29 +24,31 @@ public struct StorageRemount: Sendable {
         self.layout = layout
     }
 
-    /// Returns the location it remounted, for messages.
+    /// Returns the location it remounted and what the fix step repaired, for messages.
     @discardableResult
-    public func perform(_ mode: RemountMode) throws(StorageRemountError) -> StorageLocation {
+    public func perform(_ mode: RemountMode) throws(StorageRemountError) -> (location: StorageLocation, repairs: [String]) {
         let location: StorageLocation
         do {
             location = try FstabReader(path: fstabPath).findStorage().location
         } catch {
             throw .discovery(error)
         }
-        try perform(mode, at: location)
-        return location
+        let repairs = try perform(mode, at: location)
+        return (location, repairs)
     }
 
-    /// Remounts an already discovered location.
-    public func perform(_ mode: RemountMode, at location: StorageLocation) throws(StorageRemountError) {
+    /// Remounts an already discovered location. Returns what the fix step
+    /// repaired (see ``StorageFix/apply()``).
+    @discardableResult
+    public func perform(_ mode: RemountMode, at location: StorageLocation) throws(StorageRemountError) -> [String] {
         do {
             try KernelRemounter(fstabPath: fstabPath).remount(location.mountPath, to: mode)
         } catch {
             throw .remount(error)
         }
-        guard mode == .readWrite else { return }
+        guard mode == .readWrite else { return [] }
         do {
-            try StorageFix(location: location, layout: layout).apply()
+            return try StorageFix(location: location, layout: layout).apply()
         } catch {
             throw .fix(error)
         }

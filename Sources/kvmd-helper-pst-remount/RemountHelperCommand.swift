@@ -29,7 +29,8 @@ struct RemountHelperCommand: ParsableCommand {
     func run() throws {
         let name = Self.configuration.commandName!
         do {
-            let location = try StorageRemount(fstabPath: fstab, layout: dataLayout).perform(mode)
+            let (location, repairs) = try StorageRemount(fstabPath: fstab, layout: dataLayout).perform(mode)
+            for repair in repairs { writeToStandardError("\(name): warning: \(repair)\n") }
             writeToStandardError("\(name): \(location.mountPath) is now \(mode)\n")
         } catch {
             writeToStandardError("\(name): \(error)\n")

@@ -32,6 +32,9 @@ struct KvmdPst: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds clients get at shutdown before the remount to read-only (default 3).", valueName: "seconds"))
     var roCleanupDelay: String?
 
+    @Option(name: .long, help: ArgumentHelp("Seconds shutdown keeps retrying a busy read-only remount before it exits non-zero, saying the storage is left read-write (default 10).", valueName: "seconds"))
+    var stopTimeout: String?
+
     @Option(name: .long, help: ArgumentHelp("Remount by running this command, {mode} replaced by rw or ro (split on spaces), instead of in-process.", valueName: "command"))
     var remountCommand: String?
 
@@ -88,6 +91,7 @@ struct KvmdPst: AsyncParsableCommand {
         flags.heartbeat = try heartbeat.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--heartbeat") }
         flags.readOnlyRetryDelay = try roRetriesDelay.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--ro-retries-delay") }
         flags.readOnlyCleanupDelay = try roCleanupDelay.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--ro-cleanup-delay") }
+        flags.stopTimeout = try stopTimeout.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--stop-timeout") }
         flags.remountCommand = remountCommand.map(ConfigurationValue.commandLine)
         flags.fstabPath = fstab
         flags.dataLayout = try dataLayout.map { text throws(DaemonConfigurationError) in

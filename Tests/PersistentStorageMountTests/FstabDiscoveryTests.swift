@@ -104,8 +104,38 @@ struct FstabDiscoveryTests {
 
     @Test("A missing fstab is a clear error")
     func missingFstab() {
-        #expect(throws: StorageDiscoveryError.fstabMissing(path: "/nonexistent/fstab", errno: ENOENT)) {
+        #expect(throws: StorageDiscoveryError.fstabUnreadable(path: "/nonexistent/fstab", reason: "No such file or directory")) {
             try FstabReader(path: "/nonexistent/fstab").findStorage()
+        }
+    }
+
+    @Test("An fstab that is a FIFO, a device or a directory is refused at once, not read (no hang, no unbounded memory)")
+    func specialFilesRefused() throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "pst-fstab-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fifo = directory + "/fifo"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let cases = [
+            (fifo, "cannot read \(fifo): it is a FIFO, not a regular file"),
+            ("/dev/zero", "cannot read /dev/zero: it is a character device, not a regular file"),
+            (directory, "cannot read \(directory): it is a directory, not a regular file"),
+        ]
+        for (path, message) in cases {
+            do {
+                _ = try FstabReader(path: path).findStorage()
+                Issue.record("\(path) was read as an fstab")
+            } catch {
+                #expect(error.description == message)
+            }
+        }
+        let huge = directory + "/huge"
+        FileManager.default.createFile(atPath: huge, contents: Data(count: 2 << 20))
+        do {
+            _ = try FstabReader(path: huge).findStorage()
+            Issue.record("a 2 MiB fstab was read")
+        } catch {
+            #expect(error.description.hasSuffix("it is larger than 1024 KiB, which no configuration file is"))
         }
     }
 

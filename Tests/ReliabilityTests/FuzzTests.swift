@@ -63,7 +63,7 @@ extension Reliability {
             let controller = RemountController(
                 settings: .init(mountPath: "/fuzz", dataPath: "/fuzz/data", readOnlyRetryDelay: .seconds(1), maxSessions: 100),
                 remounter: mount,
-                isWritable: { _ in mount.isWritable },
+                mountState: { _ in mount.isWritable ? .readWrite : .readOnly },
                 logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
             let settings = DaemonServer.Settings(
                 socketPath: "/fuzz.sock", socketMode: 0o660, socketGroupID: nil, heartbeat: .zero,

@@ -16,6 +16,7 @@ public struct ConfigurationOverrides: Sendable, Equatable {
     public var dataLayout: DataLayout?
     public var maxSessions: Int?
     public var httpTimeout: Duration?
+    public var stopTimeout: Duration?
 
     public init() {}
 }
@@ -33,6 +34,7 @@ extension DaemonConfiguration {
         if let value = overrides.dataLayout { dataLayout = value }
         if let value = overrides.maxSessions { maxSessions = value }
         if let value = overrides.httpTimeout { httpIdleTimeout = value }
+        if let value = overrides.stopTimeout { stopTimeout = value }
     }
 }
 

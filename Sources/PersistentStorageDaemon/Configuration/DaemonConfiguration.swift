@@ -27,6 +27,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var readOnlyRetryDelay: Duration = .seconds(10)
     /// `pst.ro_cleanup_delay`: how long clients get to stop writing at shutdown.
     public var readOnlyCleanupDelay: Duration = .seconds(3)
+    /// How long shutdown keeps trying to make a busy storage read-only
+    /// before it gives up, says so and exits non-zero (`--stop-timeout`).
+    public var stopTimeout: Duration = .seconds(10)
     /// `pst.remount_cmd`: remount by running this (with `{mode}` replaced)
     /// instead of in-process.
     public var remountCommand: [String]? = nil
@@ -67,6 +70,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         try check(heartbeat >= .zero, "the heartbeat must not be negative")
         try check(readOnlyRetryDelay > .zero, "the read-only retry delay must be positive")
         try check(readOnlyCleanupDelay >= .zero, "the read-only cleanup delay must not be negative")
+        try check(stopTimeout >= .zero, "the stop timeout must not be negative")
         if let remountCommand {
             try check(!remountCommand.isEmpty && !remountCommand[0].isEmpty, "the remount command is empty")
             try check(remountCommand.contains { $0.contains(CommandRemounter.modePlaceholder) },

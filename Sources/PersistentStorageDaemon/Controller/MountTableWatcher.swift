@@ -13,10 +13,10 @@ import Synchronization
 /// `/proc/self/mountinfo` reports `POLLPRI` whenever a mount, unmount or
 /// remount happens in this mount namespace, so a dedicated thread can sleep in
 /// poll(2) until then. That is not enough on its own: when ext4 hits an error
-/// with `errors=remount-ro`, the kernel marks only the superblock read-only,
-/// and the namespace's event counter does not move. So the thread also wakes
-/// every `recheckInterval` to let the controller compare `statvfs` again (a
-/// cheap call; the controller sends nothing when nothing changed).
+/// with `errors=remount-ro`, the kernel marks only the superblock read-only
+/// (`emergency_ro`), and the namespace's event counter does not move. So the
+/// thread also wakes every `recheckInterval` to let the controller read the
+/// mount table again (the controller sends nothing when nothing changed).
 final class MountTableWatcher: Sendable {
     /// One element per wake-up; consumers look at the kernel state themselves.
     let changes: AsyncStream<Void>

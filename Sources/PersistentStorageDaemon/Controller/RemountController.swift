@@ -15,9 +15,13 @@ import Synchronization
 /// read-write has failed, because the reference's clients take a first
 /// `write_allowed: false` as a refusal.
 ///
-/// What sessions are told always comes from the kernel (`statvfs`), never from
-/// what the controller last asked for: a remount done by someone else, or the
-/// kernel's own `errors=remount-ro`, is reported as it is.
+/// What sessions are told always comes from the kernel's mount table, never
+/// from what the controller last asked for, nor from a path inside the
+/// storage (a client could remove it): a remount done by someone else, or the
+/// kernel's own `errors=remount-ro`, is reported as it is. The state is read
+/// again after every remount and whenever the mount table changes (see
+/// ``mountTableDidChange()``), and kept in between, so that serving a
+/// session does not cost a pass over the mount table.
 ///
 /// The actor runs on the daemon's event loop (its executor), so the session
 /// handlers, which run there too, reach it without a thread switch: see
@@ -27,7 +31,7 @@ actor RemountController {
     struct Settings: Sendable {
         /// Where the partition is mounted; remount decisions look at this.
         var mountPath: String
-        /// The directory handed to clients; `write_allowed` is about this.
+        /// The directory handed to clients.
         var dataPath: String
         var readOnlyRetryDelay: Duration
         var maxSessions: Int
@@ -42,8 +46,10 @@ actor RemountController {
 
     private let settings: Settings
     private let remounter: any StorageRemounter
-    /// `MountTable.isWritable` outside tests.
-    private let isWritable: @Sendable (String) -> Bool
+    /// `MountTable.state(ofMountPoint:)` outside tests.
+    private let readMountState: @Sendable (String) -> MountState
+    /// The mount's state as last read; see the type's comment.
+    private var mountState: MountState = .notMounted
     /// Told whenever the status changes (systemd's `STATUS=` line).
     private let statusObserver: (@Sendable (StorageStatus) -> Void)?
     private var lastObservedStatus: StorageStatus?
@@ -72,7 +78,7 @@ actor RemountController {
     init(
         settings: Settings,
         remounter: any StorageRemounter,
-        isWritable: @escaping @Sendable (String) -> Bool = { MountTable.isWritable($0) },
+        mountState: @escaping @Sendable (String) -> MountState = { MountTable.state(ofMountPoint: $0) },
         statusObserver: (@Sendable (StorageStatus) -> Void)? = nil,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
         logger: Logger
@@ -80,7 +86,8 @@ actor RemountController {
         self.eventLoop = eventLoop
         self.settings = settings
         self.remounter = remounter
-        self.isWritable = isWritable
+        self.readMountState = mountState
+        self.mountState = mountState(settings.mountPath)
         self.statusObserver = statusObserver
         self.logger = logger
         admission = Atomic(settings.maxSessions > 0)
@@ -92,7 +99,26 @@ actor RemountController {
     var status: StorageStatus {
         StorageStatus(
             clients: sessions.count,
-            data: .init(path: settings.dataPath, writeAllowed: isWritable(settings.dataPath)))
+            data: .init(path: settings.dataPath, writeAllowed: mountState.isWritable))
+    }
+
+    /// Reads the mount table again; says so once when the filesystem has
+    /// just turned read-only after errors.
+    private func refreshMountState() {
+        let previous = mountState
+        mountState = readMountState(settings.mountPath)
+        if mountState == .readOnlyAfterErrors && previous != .readOnlyAfterErrors {
+            lastFailure = Self.filesystemErrorsMessage(settings.mountPath)
+            logger.error("\(lastFailure!)")
+        } else if previous == .readOnlyAfterErrors && mountState != .readOnlyAfterErrors {
+            logger.notice("\(settings.mountPath) is \(mountState) again")
+            lastFailure = nil
+        }
+    }
+
+    static func filesystemErrorsMessage(_ mountPath: String) -> String {
+        "the filesystem at \(mountPath) has errors and the kernel made it read-only; "
+            + "sessions are refused until it is unmounted, checked with e2fsck and mounted again"
     }
 
     var report: StateReport {
@@ -144,7 +170,10 @@ actor RemountController {
         cancelReadOnlyRetry()
         sessions[id] = Session(connection: connection, isServed: false, lastSent: nil)
         updateAdmission()
-        if remountTask == nil && isWritable(settings.mountPath) {
+        if remountTask == nil && (mountState == .readWrite || mountState == .readOnlyAfterErrors) {
+            // Writable: nothing to do. After errors: no remount can help, and
+            // the session hears `write_allowed: false` at once (the reason is
+            // in `GET /state`).
             sessions[id]?.isServed = true
             // The new session's open waits for this event: send it now.
             if !isShuttingDown { send(status, to: id) }
@@ -163,8 +192,15 @@ actor RemountController {
     }
 
     /// The kernel's mount table changed (or the periodic re-check fired):
-    /// tell every session whose view is now out of date.
+    /// tell every session whose view is now out of date. Someone else's
+    /// read-write remount while no session is open is undone: the storage
+    /// must never stay writable without a session.
     func mountTableDidChange() {
+        refreshMountState()
+        if mountState == .readWrite && sessions.isEmpty && remountTask == nil && readOnlyRetry == nil && !isShuttingDown {
+            logger.warning("\(settings.mountPath) was made read-write by someone else while no session is open; making it read-only again")
+            startRemounting()
+        }
         publish()
     }
 
@@ -172,12 +208,42 @@ actor RemountController {
 
     /// Read-write with the fix step, then read-only: repairs a storage left
     /// writable by a crash, and makes sure the data directory exists.
-    func prepareStorage() async {
-        await attemptRemount(to: .readWrite)
+    ///
+    /// Throws, leaving the storage as it was or read-only, when the daemon
+    /// cannot work at all: nothing is mounted there, or it may not remount.
+    /// Other failures (a write-protected device, a busy filesystem) are
+    /// logged and retried later, as for any remount.
+    func prepareStorage() async throws(RemountStartError) {
+        refreshMountState()
+        switch mountState {
+        case .notMounted:
+            throw RemountStartError("nothing is mounted at \(settings.mountPath); mount the storage (read-only) first")
+        case .readOnlyAfterErrors:
+            // Serve, refusing sessions with the reason, until an admin repairs it.
+            return
+        case .readOnly, .readWrite:
+            break
+        }
+        if case .failure(let error) = await remount(to: .readWrite), Self.isFatalAtStart(error) {
+            refreshMountState()
+            if mountState == .readWrite { await attemptRemount(to: .readOnly) }
+            throw RemountStartError("\(error)")
+        }
         await attemptRemount(to: .readOnly)
-        if isWritable(settings.mountPath) && sessions.isEmpty {
+        if mountState == .readWrite && sessions.isEmpty {
             scheduleReadOnlyRetry()
         }
+    }
+
+    /// Failures that every later remount would repeat: the daemon lacks the
+    /// privilege, or the command cannot be run at all.
+    private static func isFatalAtStart(_ error: any Error) -> Bool {
+        if let error = error as? RemountError { return error.kind == .notPermitted || error.kind == .notMounted }
+        if let error = error as? StorageRemountError, case .remount(let remount) = error {
+            return remount.kind == .notPermitted || remount.kind == .notMounted
+        }
+        if let error = error as? RemountCommandError, case .couldNotStart = error.outcome { return true }
+        return false
     }
 
     /// Tells every session that writing is no longer allowed and closes it.
@@ -200,10 +266,22 @@ actor RemountController {
         return count
     }
 
-    /// The last step of shutdown.
-    func remountReadOnlyForExit() async {
-        guard isWritable(settings.mountPath) else { return }
-        await attemptRemount(to: .readOnly)
+    /// The last step of shutdown: read-only, trying again while the
+    /// filesystem is busy until `deadline`. Returns nil when the storage is
+    /// not writable any more, or why it is left writable.
+    func remountReadOnlyForExit(until deadline: ContinuousClock.Instant) async -> String? {
+        let pause = min(settings.readOnlyRetryDelay, .milliseconds(250))
+        while true {
+            refreshMountState()
+            guard mountState == .readWrite else { return nil }
+            if case .failure(let error) = await remount(to: .readOnly) {
+                refreshMountState()
+                guard mountState == .readWrite else { return nil }
+                if ContinuousClock.now + pause > deadline { return "\(error)" }
+                try? await Task.sleep(for: pause)
+                continue
+            }
+        }
     }
 
     // MARK: - Remounting
@@ -221,14 +299,22 @@ actor RemountController {
             publish()
         }
         while !isShuttingDown {
-            let mountIsWritable = isWritable(settings.mountPath)
+            refreshMountState()
+            if mountState == .readOnlyAfterErrors || mountState == .notMounted {
+                // No remount helps (see MountState); sessions hear `false`
+                // and the reason is in `GET /state`, once, not in a loop.
+                if mountState == .notMounted { lastFailure = "nothing is mounted at \(settings.mountPath)" }
+                serveWaitingSessions()
+                return
+            }
+            let mountIsWritable = mountState == .readWrite
             if sessions.isEmpty {
                 guard mountIsWritable else { return }
                 guard await attemptRemount(to: .readOnly) else {
                     scheduleReadOnlyRetry()
                     return
                 }
-                if isWritable(settings.mountPath) {
+                if mountState == .readWrite {
                     logger.warning("the remount to read-only succeeded, but \(settings.mountPath) is still writable")
                     return
                 }
@@ -239,11 +325,11 @@ actor RemountController {
                     return
                 }
                 let succeeded = await attemptRemount(to: .readWrite)
-                if succeeded && !isWritable(settings.mountPath) {
+                if succeeded && mountState == .readOnly {
                     lastFailure = "the remount to read-write succeeded, but \(settings.mountPath) is still read-only"
                     logger.error("\(lastFailure!)")
                 }
-                if !succeeded || !isWritable(settings.mountPath) {
+                if !succeeded || mountState != .readWrite {
                     // Those waiting get `false` now; the next session to open tries again.
                     serveWaitingSessions()
                     return
@@ -255,6 +341,12 @@ actor RemountController {
     /// One remount with its bookkeeping. Returns whether it succeeded.
     @discardableResult
     private func attemptRemount(to mode: RemountMode) async -> Bool {
+        if case .success = await remount(to: mode) { return true }
+        return false
+    }
+
+    /// One remount with its bookkeeping; the mount state is read again after it.
+    private func remount(to mode: RemountMode) async -> Result<Void, any Error> {
         let clock = ContinuousClock()
         let start = clock.now
         do {
@@ -263,7 +355,8 @@ actor RemountController {
             counters.failed += 1
             lastFailure = String(describing: error)
             logger.error("remount to \(mode) failed: \(lastFailure!)")
-            return false
+            refreshMountState()
+            return .failure(error)
         }
         switch mode {
         case .readWrite: counters.rw += 1
@@ -271,7 +364,8 @@ actor RemountController {
         }
         lastFailure = nil
         logger.info("storage remounted \(mode) in \(clock.now - start)")
-        return true
+        refreshMountState()
+        return .success(())
     }
 
     /// The last session has gone: hand the memory of its connections back
@@ -357,4 +451,10 @@ actor RemountController {
         queuedPublish = nil
         publish()
     }
+}
+
+/// Why the daemon cannot start on this storage at all.
+struct RemountStartError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

@@ -1,4 +1,5 @@
 import Dispatch
+import Logging
 import PersistentStorageMount
 
 /// Remounts with libmount in this process, then runs the fix step after a
@@ -13,11 +14,17 @@ public struct InProcessRemounter: StorageRemounter {
     public var location: StorageLocation
     public var layout: DataLayout
     public var fstabPath: String
+    /// Told what the fix step repaired (a link a client planted, say).
+    public var logger: Logger
 
-    public init(location: StorageLocation, layout: DataLayout = .dataSubdirectory, fstabPath: String = FstabReader.defaultPath) {
+    public init(
+        location: StorageLocation, layout: DataLayout = .dataSubdirectory, fstabPath: String = FstabReader.defaultPath,
+        logger: Logger = Logger(label: "kvmd-pst")
+    ) {
         self.location = location
         self.layout = layout
         self.fstabPath = fstabPath
+        self.logger = logger
     }
 
     public func remount(to mode: RemountMode) async throws {
@@ -25,18 +32,19 @@ public struct InProcessRemounter: StorageRemounter {
         let remount = StorageRemount(fstabPath: fstabPath, layout: layout)
         // mount(2) and syncfs(2) can block for as long as the disk takes; keep
         // them off the cooperative thread pool that serves the sessions.
-        try await runBlocking {
+        let repairs = try await runBlocking {
             do {
-                try remount.perform(mode, at: location)
+                return try remount.perform(mode, at: location)
             } catch let error as StorageRemountError {
                 if case .fix = error {
                     // Clients would be told they may write into a directory that is
                     // missing or not theirs: refuse instead, and leave nothing writable.
-                    try? remount.perform(.readOnly, at: location)
+                    _ = try? remount.perform(.readOnly, at: location)
                 }
                 throw error
             }
         }
+        for repair in repairs { logger.warning("\(repair)") }
     }
 }
 

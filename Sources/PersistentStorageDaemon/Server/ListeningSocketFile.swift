@@ -1,4 +1,6 @@
 import Glibc
+import PersistentStorage
+import PersistentStorageMount
 
 /// Why the listening socket could not be put in place.
 public struct SocketSetupError: Error, Equatable, CustomStringConvertible {
@@ -37,11 +39,32 @@ struct ListeningSocketFile {
         let inode: UInt64
     }
 
-    func makeStaging() throws(SocketSetupError) -> Staging {
+    /// Only nothing or a socket may be at the path: a stale socket is
+    /// replaced, but a file, directory, link or anything else there is some
+    /// administrator's mistake whose contents must not be lost.
+    static func checkReplaceable(_ path: String) throws(DaemonInstanceError) {
         var info = stat()
-        if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
-            throw SocketSetupError(path: path, step: "it is a directory", errno: EISDIR)
+        guard lstat(path, &info) == 0 else {
+            if errno == ENOENT { return }
+            throw DaemonInstanceError("cannot use the socket path \(path): \(String(cString: strerror(errno)))")
         }
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            throw DaemonInstanceError("cannot use the socket path \(path): \(fileKind(info.st_mode)) is there, not a socket; remove it or choose another --socket")
+        }
+    }
+
+    /// Whether a live server accepts connections at `path` (a stale socket refuses them).
+    static func isServed(_ path: String) -> Bool {
+        guard let address = UnixSocketAddress(path: path) else { return false }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let result = address.withSocketAddress { connect(fd, $0, $1) }
+        // EAGAIN: a listener whose backlog is full, which is still a live one.
+        return result == 0 || errno == EAGAIN || errno == EINPROGRESS
+    }
+
+    func makeStaging() throws(SocketSetupError) -> Staging {
         let parent = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         let name = path.split(separator: "/").last.map(String.init) ?? path
         var template = Array("\(parent.isEmpty ? "/" : parent)/.\(name).XXXXXX".utf8CString)

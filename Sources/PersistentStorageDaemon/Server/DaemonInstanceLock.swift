@@ -1,0 +1,67 @@
+import Glibc
+import PersistentStorage
+import PersistentStorageMount
+
+/// Why this daemon may not serve on its socket path.
+public struct DaemonInstanceError: Error, Equatable, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Makes sure one daemon at a time serves a socket path, before anything
+/// touches the mount: a second instance would otherwise rename its socket
+/// over the live one and remount the storage under the first one's sessions.
+///
+/// Two checks, because two kinds of rival exist. Instances of this daemon
+/// hold an exclusive `flock(2)` on `SOCKET.lock` for as long as they run (the
+/// kernel drops it when the process dies, so a crash leaves no stale lock;
+/// the file itself stays, since removing a lock file races with the next
+/// instance opening it). Any other daemon on the path (kvmd's own, say) is
+/// found by connecting to the socket: a stale socket refuses the connection,
+/// a live one accepts it.
+public final class DaemonInstanceLock {
+    private var fd: Int32
+    public let path: String
+
+    /// Claims `socketPath` for this process or throws saying who has it.
+    public init(socketPath: String) throws(DaemonInstanceError) {
+        try ListeningSocketFile.checkReplaceable(socketPath)
+        let lockPath = socketPath + ".lock"
+        // O_NOFOLLOW: a link planted at the lock path is not followed into
+        // a file elsewhere; O_NONBLOCK: a FIFO planted there does not hang us.
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            let code = errno
+            let reason = code == ELOOP ? "it is a symbolic link" : String(cString: strerror(code))
+            throw DaemonInstanceError("cannot open the lock file \(lockPath): \(reason)")
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw DaemonInstanceError("cannot use the lock file \(lockPath): \(fileKind(info.st_mode)) is in its place")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            close(fd)
+            if code == EWOULDBLOCK {
+                throw DaemonInstanceError("another kvmd-pst is already running on \(socketPath) (it holds \(lockPath)); not starting a second one")
+            }
+            throw DaemonInstanceError("cannot lock \(lockPath): \(String(cString: strerror(code)))")
+        }
+        if ListeningSocketFile.isServed(socketPath) {
+            close(fd)
+            throw DaemonInstanceError("another daemon is already serving on \(socketPath); not starting a second one")
+        }
+        self.fd = fd
+        path = lockPath
+    }
+
+    /// Lets the next instance start. Safe to call more than once.
+    public func release() {
+        guard fd >= 0 else { return }
+        close(fd)
+        fd = -1
+    }
+
+    deinit { release() }
+}

@@ -1,0 +1,264 @@
+import Foundation
+import Glibc
+import PersistentStorage
+import PersistentStorageMount
+import PersistentStorageTestBed
+import PersistentStorageTestSupport
+import Testing
+
+extension Reliability {
+    /// Issue 13, items 1, 8, 9, 10 and 11: what a client or an administrator
+    /// does to the storage itself, against a real daemon on a real mount.
+    @Suite("Attacks on the storage and its state", .enabled(if: RealMounts.enabled))
+    struct StorageStateAttackTests {
+        /// A root-owned directory and file outside the storage that a client would like to own.
+        private struct Victim {
+            let directory: String
+            let file: String
+
+            init(in base: String) throws {
+                directory = base + "/victim"
+                file = directory + "/secret"
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+                #expect(chmod(directory, 0o700) == 0)
+                try "root's".write(toFile: file, atomically: false, encoding: .utf8)
+                #expect(chmod(file, 0o600) == 0)
+            }
+
+            func expectUntouched(sourceLocation: SourceLocation = #_sourceLocation) {
+                for (path, mode) in [(directory, mode_t(0o700)), (file, mode_t(0o600))] {
+                    var info = stat()
+                    #expect(lstat(path, &info) == 0, sourceLocation: sourceLocation)
+                    #expect(info.st_uid == 0 && info.st_gid == 0, "\(path) now belongs to \(info.st_uid):\(info.st_gid)", sourceLocation: sourceLocation)
+                    #expect(info.st_mode & 0o7777 == mode, "\(path) is now \(String(info.st_mode & 0o7777, radix: 8))", sourceLocation: sourceLocation)
+                }
+            }
+        }
+
+        @Test("A client replaces the data directory with a symlink to a root-owned file or directory: the fix step replaces the link and never touches the target", arguments: ["directory", "file"])
+        func symlinkedDataDirectory(target: String) async throws {
+            try await withReliabilityBed { bed in
+                let victim = try Victim(in: bed.fixture.directory)
+                let session = try bed.openWritableSession()
+                // What a client with write access to the root can do (the
+                // test is root; a client as the storage's user could too).
+                try FileManager.default.removeItem(atPath: bed.fixture.dataPath)
+                #expect(symlink(target == "directory" ? victim.directory : victim.file, bed.fixture.dataPath) == 0)
+                session.close()
+                #expect(await bed.settlesReadOnlyWithNoSession())
+
+                // The next session's RW remount runs the fix step.
+                let next = try bed.openWritableSession()
+                next.close()
+                victim.expectUntouched()
+                var info = stat()
+                #expect(lstat(bed.fixture.dataPath, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR, "the data directory is a real directory again")
+                #expect(info.st_uid == getpwnam("nobody")!.pointee.pw_uid)
+                #expect(bed.daemon.log.contains("\(bed.fixture.dataPath) was a symbolic link; removed it (its target was not touched)"))
+            }
+        }
+
+        @Test("The same through kvmd-helper-pst-remount rw: the link is replaced, the target untouched, a warning printed")
+        func symlinkedDataDirectoryThroughTheHelper() async throws {
+            try await withStorageFixture { fixture in
+                let helper = BuiltProducts.path(of: "kvmd-helper-pst-remount")
+                let victim = try Victim(in: fixture.directory)
+                #expect(try SystemCommand.execute([helper, "--fstab", fixture.fstabPath, "rw"]).status == 0)
+                try FileManager.default.removeItem(atPath: fixture.dataPath)
+                #expect(symlink(victim.directory, fixture.dataPath) == 0)
+                let rw = try SystemCommand.execute([helper, "--fstab", fixture.fstabPath, "rw"])
+                #expect(rw.status == 0)
+                #expect(rw.standardError.contains("warning: \(fixture.dataPath) was a symbolic link"), "\(rw.standardError)")
+                victim.expectUntouched()
+                #expect(try SystemCommand.execute([helper, "--fstab", fixture.fstabPath, "ro"]).status == 0)
+            }
+        }
+
+        @Test("A storage root that is a symlink (X-kvmd.pst-root) is refused, never followed")
+        func symlinkedRoot() async throws {
+            try await withStorageFixture { fixture in
+                let victim = try Victim(in: fixture.directory)
+                try fixture.remountExternally(.readWrite)
+                #expect(symlink(victim.directory, fixture.mountPath + "/root") == 0)
+                let location = StorageLocation(
+                    source: "", mountPath: fixture.mountPath, rootPath: fixture.mountPath + "/root",
+                    user: "nobody", group: "nogroup")
+                do {
+                    try StorageFix(location: location).apply()
+                    Issue.record("the fix step followed a symlinked root")
+                } catch {
+                    #expect("\(error)" == "cannot open the storage root \(fixture.mountPath)/root: it is a symbolic link, which is not followed")
+                }
+                victim.expectUntouched()
+                #expect(!FileManager.default.fileExists(atPath: victim.directory + "/data"))
+                try fixture.remountExternally(.readOnly)
+            }
+        }
+
+        @Test("A regular file where the data directory belongs is refused with a clear reason, not deleted, and nothing is left writable")
+        func fileInPlaceOfDataDirectory() async throws {
+            try await withReliabilityBed { bed in
+                let session = try bed.openWritableSession()
+                try FileManager.default.removeItem(atPath: bed.fixture.dataPath)
+                try "a client's file".write(toFile: bed.fixture.dataPath, atomically: false, encoding: .utf8)
+                session.close()
+                #expect(await bed.settlesReadOnlyWithNoSession())
+                let refused = try bed.openSession()
+                let event = try BedEvents.next(on: refused)
+                #expect(DaemonTestBed.writeAllowed(in: event) == false)
+                refused.close()
+                #expect(try (bed.state()["error"] as? String)?.contains("\(bed.fixture.dataPath) is a regular file, not a directory") == true)
+                #expect(await bed.settlesReadOnlyWithNoSession())
+                #expect(try String(contentsOfFile: bed.fixture.dataPath, encoding: .utf8) == "a client's file")
+            }
+        }
+
+        @Test("One session removes the data directory: the others are not revoked, write_allowed stays true, and the next RW remount recreates it")
+        func removedDataDirectoryRevokesNobody() async throws {
+            try await withReliabilityBed { bed in
+                let bystander = try bed.openWritableSession()
+                let remover = try bed.openWritableSession()
+                try FileManager.default.removeItem(atPath: bed.fixture.dataPath)
+                // Longer than the daemon's one-second mount re-check, so a revocation would have been sent.
+                try await Task.sleep(for: .milliseconds(1500))
+                #expect(try bed.writeAllowed() == true)
+                try bystander.sendText(#"{"event_type": "ping", "event": {}}"#)
+                while let message = try bystander.readJSONMessage() {
+                    if message["event_type"] as? String == "pong" { break }
+                    if message["event_type"] as? String == "storage" {
+                        #expect(DaemonTestBed.writeAllowed(in: message["event"] as? [String: Any]) == true, "revoked: \(message)")
+                    }
+                }
+                remover.close()
+                bystander.close()
+                #expect(await bed.settlesReadOnlyWithNoSession())
+                let next = try bed.openWritableSession()
+                next.close()
+                var info = stat()
+                #expect(lstat(bed.fixture.dataPath, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR)
+            }
+        }
+
+        @Test("An administrator's remount,rw with no session is undone: read-only again, and logged")
+        func adminRemountReadWriteIsUndone() async throws {
+            try await withReliabilityBed { bed in
+                let before = try bed.remounts()
+                try await bed.fixture.remountExternally(.readWrite)
+                #expect(await eventually(within: .seconds(3)) { bed.fixture.state == .readOnly })
+                #expect(try bed.writeAllowed() == false)
+                #expect(try await eventually { try bed.remounts().ro == before.ro + 1 })
+                #expect(bed.daemon.log.contains("was made read-write by someone else while no session is open; making it read-only again"))
+            }
+        }
+
+        @Test("The same while a writer holds the filesystem busy: retried, and read-only once the writer is gone")
+        func adminRemountReadWriteWhileBusy() async throws {
+            try await withReliabilityBed { bed in
+                // Stopped, the daemon cannot undo the remount before the writer holds a file.
+                bed.daemon.terminate(signal: SIGSTOP)
+                defer { bed.daemon.terminate(signal: SIGCONT) }
+                try await bed.fixture.remountExternally(.readWrite)
+                let holder = try ChildProcess(executable: "/bin/sh", arguments: [
+                    "-c", #"exec 3>>"$0"; echo held; exec sleep 60"#, bed.fixture.mountPath + "/held-open",
+                ])
+                defer { kill(holder.pid, SIGKILL) }
+                try #require(await holder.nextOutputLine() == "held")
+                bed.daemon.terminate(signal: SIGCONT)
+                #expect(try await eventually(within: .seconds(3)) { try bed.remounts().failed >= 1 })
+                #expect(bed.fixture.state == .readWrite)
+                kill(holder.pid, SIGKILL)
+                _ = await holder.finish()
+                #expect(await eventually(within: .seconds(3)) { bed.fixture.state == .readOnly })
+            }
+        }
+
+        @Test("SIGTERM while the read-only remount is busy: retried until --stop-timeout, then exit 1 with a line that says the storage is left read-write")
+        func shutdownWhileBusy() async throws {
+            try await withReliabilityBed(arguments: ["--stop-timeout", "1"]) { bed in
+                let session = try bed.openWritableSession()
+                let holder = try ChildProcess(executable: "/bin/sh", arguments: [
+                    "-c", #"exec 3>>"$0"; echo held; exec sleep 60"#, bed.fixture.dataPath + "/held-open",
+                ])
+                defer { kill(holder.pid, SIGKILL) }
+                try #require(await holder.nextOutputLine() == "held")
+                let clock = ContinuousClock()
+                let start = clock.now
+                bed.daemon.terminate()
+                let status = try await bed.daemon.waitForExit(timeout: .seconds(10))
+                let elapsed = clock.now - start
+                session.close()
+                #expect(status == 1, "\(bed.daemon.log)")
+                // The 0.2 s cleanup delay, then about a second of retries.
+                #expect(elapsed >= .milliseconds(750) && elapsed < .seconds(5), "\(elapsed)")
+                let critical = bed.daemon.log.split(separator: "\n").filter { $0.contains("CRITICAL --") }
+                #expect(critical.count == 1, "\(bed.daemon.log)")
+                #expect(critical.first?.contains("the storage at \(bed.fixture.mountPath) is left READ-WRITE: cannot remount") == true, "\(critical)")
+                #expect(critical.first?.contains("busy") == true)
+                #expect(bed.fixture.state == .readWrite)
+                kill(holder.pid, SIGKILL)
+                _ = await holder.finish()
+                try await bed.fixture.remountExternally(.readOnly)
+            }
+        }
+
+        @Test("SIGTERM while busy, and the writer lets go within --stop-timeout: exit 0, read-only")
+        func shutdownWhileBusyThenFreed() async throws {
+            try await withReliabilityBed(arguments: ["--stop-timeout", "10"]) { bed in
+                let session = try bed.openWritableSession()
+                let holder = try ChildProcess(executable: "/bin/sh", arguments: [
+                    "-c", #"exec 3>>"$0"; echo held; exec sleep 1"#, bed.fixture.dataPath + "/held-open",
+                ])
+                defer { kill(holder.pid, SIGKILL) }
+                try #require(await holder.nextOutputLine() == "held")
+                bed.daemon.terminate()
+                let status = try await bed.daemon.waitForExit(timeout: .seconds(12))
+                session.close()
+                #expect(status == 0, "\(bed.daemon.log)")
+                #expect(bed.fixture.state == .readOnly)
+                #expect(bed.daemon.log.contains("remount to read-only failed"))
+            }
+        }
+
+        @Test("An ext4 error (errors=remount-ro): sessions are revoked, then refused with a reason that names e2fsck, and the daemon does not retry in a loop")
+        func filesystemErrors() async throws {
+            try await withReliabilityBed { bed in
+                let session = try bed.openWritableSession()
+                let device = URL(fileURLWithPath: bed.fixture.device).lastPathComponent
+                try "1".write(toFile: "/sys/fs/ext4/\(device)/trigger_fs_error", atomically: false, encoding: .utf8)
+                // Revoked: the kernel stopped writing.
+                let revoked = try BedEvents.next(on: session, where: { DaemonTestBed.writeAllowed(in: $0) == false })
+                #expect(revoked != nil)
+                session.close()
+                let refused = try bed.openSession()
+                #expect(DaemonTestBed.writeAllowed(in: try BedEvents.next(on: refused)) == false)
+                refused.close()
+                let error = try #require(bed.state()["error"] as? String)
+                #expect(error.contains("has errors") && error.contains("e2fsck"), "\(error)")
+
+                let storage = PersistentStorage(socketPath: bed.socketPath, timeout: .seconds(2))
+                do {
+                    try await storage.withWritableStorage { _ in Issue.record("the body must not run") } as Void
+                    Issue.record("a session was granted on a filesystem with errors")
+                } catch let error as PersistentStorageError {
+                    #expect("\(error)".contains("e2fsck"), "\(error)")
+                }
+                let before = try bed.remounts()
+                try await Task.sleep(for: .seconds(1))
+                let after = try bed.remounts()
+                #expect(after.failed - before.failed <= 1, "retrying in a loop: \(before) -> \(after)")
+                #expect(bed.daemon.log.split(separator: "\n").filter { $0.contains("has errors") }.count == 1, "\(bed.daemon.log)")
+            }
+        }
+    }
+}
+
+/// Reading `storage` events off a raw session.
+enum BedEvents {
+    /// The next `storage` event (or the next one `matching`), nil if the session closed first.
+    static func next(on session: RawUnixSocketClient, where matching: ([String: Any]?) -> Bool = { _ in true }) throws -> [String: Any]? {
+        while let event = try DaemonTestBed.nextStorageEvent(on: session) {
+            if matching(event) { return event }
+        }
+        return nil
+    }
+}
