@@ -53,11 +53,14 @@ struct ExampleScriptsTests {
                 #expect(!state.writeAllowed)
 
                 // What a run cut off by a power failure leaves behind, written
-                // behind the daemon's back: it must not stop the next run.
+                // behind the daemon's back (stopped, or it would make the
+                // storage read-only again at once): it must not stop the next run.
+                daemon.terminate(signal: SIGSTOP)
                 try await fixture.remountExternally(.readWrite)
                 try FileManager.default.createSymbolicLink(atPath: certs + "/current.new", withDestinationPath: "gen-stale")
                 try FileManager.default.createDirectory(atPath: certs + "/gen-stale.partial", withIntermediateDirectories: false)
                 try await fixture.remountExternally(.readOnly)
+                daemon.terminate(signal: SIGCONT)
 
                 // A renewed certificate: one more session; old and partial generations are gone.
                 try "certificate 2\n".write(toFile: new + "/cert.pem", atomically: true, encoding: .utf8)

@@ -76,7 +76,7 @@ extension Reliability {
             }
         }
 
-        @Test("a symlink planted at the socket path is replaced, never followed: its target keeps its mode and content")
+        @Test("a symlink planted at the socket path is never followed: refused at start, left alone at shutdown; its target keeps its mode and content")
         func symlinkAtSocketPath() async throws {
             try await withStorageFixture { fixture in
                 let directory = try makeSocketDirectory()
@@ -88,10 +88,12 @@ extension Reliability {
                 #expect(symlink(victim, socketPath) == 0)
 
                 let arguments = ReliabilityBed.arguments(fixture: fixture, socketPath: socketPath, extra: ["--socket-mode", "0666"])
+                let refused = try await runDaemonToExit(arguments)
+                #expect(refused.status == 1 && refused.log.contains("a symbolic link is there, not a socket"), "\(refused)")
+                #expect(unlink(socketPath) == 0)
                 try await withDaemonProcess(arguments: arguments, socketPath: socketPath) { daemon throws in
                     var info = stat()
-                    #expect(lstat(socketPath, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK, "the link should be replaced by the socket")
-                    // Planted again while the daemon runs: shutdown must leave it (it is not the daemon's file).
+                    // Planted while the daemon runs: shutdown must leave it (it is not the daemon's file).
                     #expect(unlink(socketPath) == 0 && symlink(victim, socketPath) == 0)
                     daemon.terminate()
                     #expect(try await daemon.waitForExit() == 0)
@@ -100,8 +102,8 @@ extension Reliability {
                 var info = stat()
                 #expect(stat(victim, &info) == 0 && info.st_mode & 0o777 == 0o600 && (info.st_mode & S_IFMT) == S_IFREG)
                 #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
-                // Only our own staging directories could have been made beside it, and none is left.
-                #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == ["pst.sock", "victim"])
+                // Only our own staging directories could have been made beside it, and none is left; the lock stays.
+                #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == ["pst.sock", "pst.sock.lock", "victim"])
             }
         }
 
