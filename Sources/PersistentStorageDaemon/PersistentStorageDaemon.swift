@@ -13,7 +13,7 @@ import PersistentStorageMount
 import ServiceLifecycle
 
 /// Why the daemon could not start, or did not stop cleanly.
-public enum DaemonStartError: Error, CustomStringConvertible {
+public enum DaemonError: Error, CustomStringConvertible {
     case configuration(DaemonConfigurationError)
     case instance(DaemonInstanceError)
     case discovery(StorageDiscoveryError)
@@ -84,7 +84,7 @@ public struct PersistentStorageDaemon: Service {
         do {
             try configuration.validate()
         } catch {
-            throw DaemonStartError.configuration(error)
+            throw DaemonError.configuration(error)
         }
         // Writes to a peer that has gone must fail with EPIPE, not kill the daemon.
         signal(SIGPIPE, SIG_IGN)
@@ -103,7 +103,7 @@ public struct PersistentStorageDaemon: Service {
         do {
             instanceLock = try DaemonInstanceLock(socketPath: configuration.socketPath)
         } catch {
-            throw DaemonStartError.instance(error)
+            throw DaemonError.instance(error)
         }
         defer { instanceLock.release() }
 
@@ -111,7 +111,7 @@ public struct PersistentStorageDaemon: Service {
         do {
             discovery = try FstabReader(path: configuration.fstabPath).findStorage()
         } catch {
-            throw DaemonStartError.discovery(error)
+            throw DaemonError.discovery(error)
         }
         for issue in discovery.skippedLines {
             logger.warning("ignored \(issue)")
@@ -138,9 +138,9 @@ public struct PersistentStorageDaemon: Service {
         // Every failure from here on ends the same way: the storage is made
         // read-only again (on the controller, whose executor is the event
         // loop, so before that loop shuts down), then the loop is shut down.
-        func abandonStart(_ error: DaemonStartError) async -> DaemonStartError {
+        func abandonStart(_ error: DaemonError) async -> DaemonError {
             if let reason = await controller.remountReadOnlyForExit(until: .now + configuration.stopTimeout) {
-                logger.critical("\(DaemonStartError.storageLeftWritable(mountPath: location.mountPath, reason: reason))")
+                logger.critical("\(DaemonError.storageLeftWritable(mountPath: location.mountPath, reason: reason))")
             }
             try? await eventLoops.shutdownGracefully()
             return error
@@ -185,7 +185,7 @@ public struct PersistentStorageDaemon: Service {
         }
         try? await eventLoops.shutdownGracefully()
         if let reason = leftWritable {
-            throw DaemonStartError.storageLeftWritable(mountPath: location.mountPath, reason: reason)
+            throw DaemonError.storageLeftWritable(mountPath: location.mountPath, reason: reason)
         }
         logger.info("stopped")
     }

@@ -143,6 +143,21 @@ extension Reliability {
             }
         }
 
+        @Test("A configuration that cannot work: a config file that is a device, a remount command that does not exist")
+        func unusableConfiguration() async throws {
+            try await withStorageFixture { fixture in
+                let directory = try makeSocketDirectory()
+                defer { try? FileManager.default.removeItem(atPath: directory) }
+                let socket = directory + "/pst.sock"
+                let config = try await runDaemonToExit(Self.arguments(fixture, socket: socket) + ["--config", "/dev/zero"])
+                #expect(config.status != 0 && config.elapsed < .seconds(5), "\(config)")
+                #expect(config.criticalLines.count == 1 && config.log.contains("/dev/zero: it is a character device, not a regular file"), "\(config)")
+                let command = try await runDaemonToExit(
+                    Self.arguments(fixture, socket: socket) + ["--remount-command", "/nonexistent/helper {mode}"])
+                expectCleanFailure(command, naming: "cannot run the remount command '/nonexistent/helper rw'", fixture: fixture)
+            }
+        }
+
         @Test("Run as an unprivileged user with the in-process remounter: one line saying it is not permitted")
         func unprivilegedInProcessRemount() async throws {
             try await withStorageFixture { fixture in
