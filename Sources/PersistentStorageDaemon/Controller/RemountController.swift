@@ -277,7 +277,8 @@ actor RemountController {
             if case .failure(let error) = await remount(to: .readOnly) {
                 refreshMountState()
                 guard mountState == .readWrite else { return nil }
-                if ContinuousClock.now + pause > deadline { return "\(error)" }
+                // Cancelled, the sleep would return at once and this would spin.
+                if ContinuousClock.now + pause > deadline || Task.isCancelled { return "\(error)" }
                 try? await Task.sleep(for: pause)
                 continue
             }

@@ -27,9 +27,10 @@ public final class DaemonInstanceLock {
     public init(socketPath: String) throws(DaemonInstanceError) {
         try ListeningSocketFile.checkReplaceable(socketPath)
         let lockPath = socketPath + ".lock"
-        // O_NOFOLLOW: a link planted at the lock path is not followed into
-        // a file elsewhere; O_NONBLOCK: a FIFO planted there does not hang us.
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0o600)
+        // Read-only, since flock needs no more: whatever file is found there
+        // is never written. O_NOFOLLOW: a link planted at the lock path is
+        // not followed; O_NONBLOCK: a FIFO planted there does not hang us.
+        let fd = open(lockPath, O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let code = errno
             let reason = code == ELOOP ? "it is a symbolic link" : String(cString: strerror(code))
