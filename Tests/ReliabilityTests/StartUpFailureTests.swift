@@ -98,7 +98,7 @@ extension Reliability {
                 let link = directory + "/link.sock"
                 #expect(symlink(file, link) == 0)
                 let cases: [(socket: String, cause: String)] = [
-                    (directory + "/missing/pst.sock", "No such file or directory"),
+                    (directory + "/missing/pst.sock", "its directory \(directory)/missing does not exist"),
                     (directory, "a directory is there, not a socket"),
                     ("/proc/pst.sock", "/proc/pst.sock"),
                     (file, "a regular file is there, not a socket"),

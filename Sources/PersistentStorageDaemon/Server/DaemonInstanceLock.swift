@@ -33,6 +33,10 @@ public final class DaemonInstanceLock {
         let fd = open(lockPath, O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let code = errno
+            if code == ENOENT {
+                let directory = socketPath.lastIndex(of: "/").map { String(socketPath[..<$0]) } ?? "."
+                throw DaemonInstanceError("cannot use the socket path \(socketPath): its directory \(directory.isEmpty ? "/" : directory) does not exist")
+            }
             let reason = code == ELOOP ? "it is a symbolic link" : String(cString: strerror(code))
             throw DaemonInstanceError("cannot open the lock file \(lockPath): \(reason)")
         }
