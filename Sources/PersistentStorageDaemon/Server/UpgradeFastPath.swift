@@ -92,7 +92,17 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
             received!.writeBuffer(&bytes)
         }
         guard let buffer = received else { return }
-        guard let headLength = HTTPHeadScanning.headLength(in: buffer, limit: maximumHeadSize) else {
+        // Bytes that cannot begin a session's request go to the HTTP parser
+        // at once, which answers what is not HTTP with 400 straight away;
+        // waiting here for the end of a head that never comes held random
+        // bytes until the request deadline.
+        let headLength = HTTPHeadScanning.headLength(in: buffer, limit: maximumHeadSize)
+        let head = buffer.readableBytesView.prefix(headLength ?? buffer.readableBytes)
+        guard Self.couldBeginUpgrade(buffer), !head.contains(where: Self.cannotBeInHead) else {
+            handOverToHTTP(context: context)
+            return
+        }
+        guard let headLength else {
             if buffer.readableBytes > maximumHeadSize { handOverToHTTP(context: context) }
             return
         }
@@ -153,8 +163,21 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    private static let requestLine = Array("GET /ws HTTP/1.1\r\n".utf8)
+
+    /// A control character other than tab, CR and LF, or DEL: no request
+    /// head holds one (RFC 9112 2.2, 5), so what does is not a request.
+    private static func cannotBeInHead(_ byte: UInt8) -> Bool {
+        (byte < 32 && byte != 9 && byte != 10 && byte != 13) || byte == 127
+    }
+
+    /// Whether `buffer` is, so far, the start of a session's request line.
+    private static func couldBeginUpgrade(_ buffer: ByteBuffer) -> Bool {
+        let count = min(buffer.readableBytes, requestLine.count)
+        return buffer.readableBytesView.prefix(count).elementsEqual(requestLine.prefix(count))
+    }
+
     private static func webSocketKeyRange(inUpgradeHead bytes: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
-        let requestLine = "GET /ws HTTP/1.1\r\n".utf8
         guard bytes.starts(with: requestLine) else { return nil }
         var key: Range<Int>?
         var hasVersion = false
@@ -175,7 +198,7 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
             guard bytes[value].allSatisfy({ $0 == 9 || ($0 >= 32 && $0 != 127) }) else { return nil }
             let name = bytes[lineStart..<colon]
             if HTTPHeadScanning.equalsIgnoringCase(name, "sec-websocket-key") {
-                guard key == nil, !value.isEmpty else { return nil }
+                guard key == nil, WebSocketAccept.isValidKey(bytes[value]) else { return nil }
                 key = value
             } else if HTTPHeadScanning.equalsIgnoringCase(name, "sec-websocket-version") {
                 guard !hasVersion, bytes[value].elementsEqual("13".utf8) else { return nil }
