@@ -13,9 +13,12 @@ extension Reliability {
 
         /// Sends `frame` up to `count` times on `session`, a thousand at a
         /// time, for as long as the daemon takes them within `stall` each.
-        /// Returns how many went.
-        static func flood(_ session: RawUnixSocketClient, with frame: Frame, count: Int, stall: Duration = .milliseconds(500)) throws -> Int {
+        /// Returns how many went. Each thousand comes with an unasked-for
+        /// pong, which keeps the session alive against the heartbeat for as
+        /// long as the daemon reads: what an attacker who never reads would do.
+        static func flood(_ session: RawUnixSocketClient, with frame: Frame, count: Int, stall: Duration = .seconds(2)) throws -> Int {
             let batch = Array((0..<1000).map { _ in RawUnixSocketClient.encoded(frame) }.joined())
+                + RawUnixSocketClient.encoded(Frame(opcode: Frame.pong, payload: []))
             var sent = 0
             while sent < count {
                 let taken: Int
@@ -24,7 +27,7 @@ extension Reliability {
                 } catch RawSocketError.system(_, let code) where code == EPIPE || code == ECONNRESET {
                     break  // The daemon dropped the peer: the end of its flood.
                 }
-                sent += taken / (batch.count / 1000)
+                sent += taken * 1000 / batch.count
                 if taken < batch.count { break }
             }
             return sent
