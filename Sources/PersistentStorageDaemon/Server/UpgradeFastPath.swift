@@ -44,6 +44,13 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
     private var received: ByteBuffer?
     /// Set once the HTTP handlers have taken over: bytes only pass through.
     private var passingThrough = false
+    /// Set while the handlers that take over are added and given what was
+    /// read so far. A read can arrive in the middle of that (nested in the
+    /// calls the new handlers make); it is queued behind what was read
+    /// before it, not handled here. Handled here, it once turned a
+    /// session's first frames into an HTTP request, and the session's
+    /// events into writes the HTTP encoder could not take.
+    private var handingOver = false
 
     /// - Parameter timeout: how long the request may take from now (the accept).
     init(routes: Routes, maximumHeadSize: Int, timeout: TimeAmount, logger: Logger) {
@@ -81,16 +88,16 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if handingOver {
+            received.append(&bytes)
+            return
+        }
         guard !passingThrough else {
             context.fireChannelRead(data)
             return
         }
-        var bytes = unwrapInboundIn(data)
-        if received == nil {
-            received = bytes
-        } else {
-            received!.writeBuffer(&bytes)
-        }
+        received.append(&bytes)
         guard let buffer = received else { return }
         // Bytes that cannot begin a session's request go to the HTTP parser
         // at once, which answers what is not HTTP with 400 straight away;
@@ -136,18 +143,21 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
     /// Adds the handlers that take over and gives them what was read so far;
     /// for a session, leaves the pipeline (which ends the deadline).
     private func handOver(to addHandlers: (ChannelPipeline.SynchronousOperations) throws -> Void, context: ChannelHandlerContext) {
+        handingOver = true
+        defer { handingOver = false }
         do {
             try addHandlers(context.pipeline.syncOperations)
         } catch {
             context.fireErrorCaught(error)
             return
         }
-        let rest = received
-        received = nil
-        if let rest, rest.readableBytes > 0 {
+        var delivered = false
+        while let rest = received.take() {
+            guard rest.readableBytes > 0 else { continue }
             context.fireChannelRead(wrapInboundOut(rest))
-            context.fireChannelReadComplete()
+            delivered = true
         }
+        if delivered { context.fireChannelReadComplete() }
         if !passingThrough { context.pipeline.syncOperations.removeHandler(context: context, promise: nil) }
     }
 
@@ -224,6 +234,17 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
             true
         default:
             "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+    }
+}
+
+extension Optional<ByteBuffer> {
+    /// Appends `bytes`, starting the buffer with them if there is none.
+    fileprivate mutating func append(_ bytes: inout ByteBuffer) {
+        if self == nil {
+            self = bytes
+        } else {
+            self!.writeBuffer(&bytes)
         }
     }
 }
