@@ -87,8 +87,12 @@ final class DaemonServer: Sendable {
                         try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: false) { error in
                             guard error.errnoCode == EMFILE || error.errnoCode == ENFILE else { return .seconds(1) }
                             let closed = pending.closeOldest(16)
-                            logger.warning("out of file descriptors: closed \(closed) connection(s) that were not sessions")
-                            return .milliseconds(closed > 0 ? 10 : 500)
+                            if closed > 0 {
+                                logger.warning("out of file descriptors: closed the \(closed) oldest connection(s) that were not sessions")
+                                return .milliseconds(10)
+                            }
+                            logger.warning("out of file descriptors, and every connection is a session: accepting again in 0.5 s")
+                            return .milliseconds(500)
                         })
                     }
                 }

@@ -11,7 +11,7 @@ import PersistentStorage
 /// and no body, since the bytes after the head are the first frames.
 enum WebSocketUpgradeRequest {
     static func isAcceptable(_ head: HTTPRequestHead) -> Bool {
-        guard head.method == .GET, head.version >= .http1_1,
+        guard head.method == .GET, head.version.major > 1 || (head.version.major == 1 && head.version.minor >= 1),
             head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first == "/ws"
         else { return false }
         let keys = head.headers[canonicalForm: "sec-websocket-key"]
@@ -19,11 +19,5 @@ enum WebSocketUpgradeRequest {
         let lengths = head.headers[canonicalForm: "content-length"]
         guard lengths.allSatisfy({ $0 == "0" }), !head.headers.contains(name: "transfer-encoding") else { return false }
         return true
-    }
-}
-
-extension HTTPVersion: @retroactive Comparable {
-    public static func < (lhs: HTTPVersion, rhs: HTTPVersion) -> Bool {
-        (lhs.major, lhs.minor) < (rhs.major, rhs.minor)
     }
 }
