@@ -45,11 +45,14 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
     /// Set once the HTTP handlers have taken over: bytes only pass through.
     private var passingThrough = false
     /// Set while the handlers that take over are added and given what was
-    /// read so far. A read can arrive in the middle of that (nested in the
-    /// calls the new handlers make); it is queued behind what was read
-    /// before it, not handled here. Handled here, it once turned a
-    /// session's first frames into an HTTP request, and the session's
-    /// events into writes the HTTP encoder could not take.
+    /// read so far. A read can arrive in the middle of that: when a write
+    /// fails because the peer is gone (the session's first event, flushed
+    /// as its handler is added), NIO reads what the peer sent before it
+    /// closes the channel, inside that flush. Such a read is queued behind
+    /// what was read before it, not handled here. Handled here, it once
+    /// turned a session's frames into an HTTP request, and the events sent
+    /// to the closing session into writes the HTTP encoder could not take
+    /// (a crash, under the soak).
     private var handingOver = false
 
     /// - Parameter timeout: how long the request may take from now (the accept).
