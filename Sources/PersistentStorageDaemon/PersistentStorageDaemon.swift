@@ -226,7 +226,8 @@ public struct PersistentStorageDaemon: Service {
             heartbeat: configuration.heartbeat,
             maxFrameSize: configuration.maxFrameSize,
             maxRequestHeaderSize: configuration.maxRequestHeaderSize,
-            httpIdleTimeout: configuration.httpIdleTimeout)
+            httpIdleTimeout: configuration.httpIdleTimeout,
+            maxConnections: configuration.maxConnections, maxSessions: configuration.maxSessions)
     }
 }
 

@@ -138,6 +138,31 @@ public final class RawUnixSocketClient {
         }
     }
 
+    /// Sends as much of `bytes` as the peer takes within `time`, and returns
+    /// how much that was: for floods, where a peer that stops reading must
+    /// not hang the test in a blocking send.
+    public func send(_ bytes: [UInt8], within time: Duration) throws -> Int {
+        let deadline = ContinuousClock.now + time
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            }
+            if written >= 0 {
+                offset += written
+                continue
+            }
+            if errno == EINTR { continue }
+            guard errno == EAGAIN || errno == EWOULDBLOCK else { throw RawSocketError.system(call: "send", errno: errno) }
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { break }
+            var descriptor = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            let milliseconds = Int32(clamping: max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            _ = poll(&descriptor, 1, milliseconds)
+        }
+        return offset
+    }
+
     public func send(_ text: String) throws {
         try send(Array(text.utf8))
     }
@@ -257,6 +282,11 @@ public final class RawUnixSocketClient {
 
     /// Sends one frame, masked as a client must (RFC 6455 section 5.3).
     public func sendFrame(_ frame: RawWebSocketFrame, masked: Bool = true) throws {
+        try send(Self.encoded(frame, masked: masked))
+    }
+
+    /// The bytes of `frame` as a client sends it, to send many at once.
+    public static func encoded(_ frame: RawWebSocketFrame, masked: Bool = true) -> [UInt8] {
         var bytes: [UInt8] = [(frame.fin ? 0x80 : 0) | (frame.opcode & 0x0F)]
         let maskBit: UInt8 = masked ? 0x80 : 0
         let length = frame.payload.count
@@ -276,7 +306,7 @@ public final class RawUnixSocketClient {
         } else {
             bytes += frame.payload
         }
-        try send(bytes)
+        return bytes
     }
 
     public func sendText(_ text: String) throws {

@@ -47,6 +47,9 @@ struct KvmdPst: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The most sessions open at once (default 100).", valueName: "count"))
     var maxSessions: Int?
 
+    @Option(name: .long, help: ArgumentHelp("The most connections open at once that are not sessions; past it the oldest is closed (default 1000).", valueName: "count"))
+    var maxConnections: Int?
+
     @Option(name: .long, help: ArgumentHelp("Seconds a connection may take to send a whole request, or stay idle, before it is closed (default 30).", valueName: "seconds"))
     var httpTimeout: String?
 
@@ -101,6 +104,7 @@ struct KvmdPst: AsyncParsableCommand {
             return layout
         }
         flags.maxSessions = maxSessions
+        flags.maxConnections = maxConnections
         flags.httpTimeout = try httpTimeout.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--http-timeout") }
         configuration.apply(flags)
         try configuration.validate()

@@ -302,7 +302,9 @@ extension Reliability {
 
         @Test("2,000 connections that never upgrade: a well-behaved client is still served; afterwards the daemon's descriptors are back to idle")
         func thousandsOfIdleConnections() async throws {
-            try await withReliabilityBed { bed in
+            // Above the default cap on connections besides sessions (1000),
+            // which DescriptorExhaustionTests covers: here all are held.
+            try await withReliabilityBed(arguments: ["--max-connections", "5000"]) { bed in
                 // Idle means after a first session: the first remount opens a
                 // descriptor that stays (the soak shows it does not grow).
                 try bed.expectWellBehavedClientServed("before the idle connections")
@@ -328,7 +330,10 @@ extension Reliability {
 
         @Test("2,000 idle connections against systemd's default descriptor limit (soft 1024): a well-behaved client is still served")
         func thousandsOfIdleConnectionsUnderDefaultLimit() async throws {
-            try await withReliabilityBed(executablePrefix: ["/usr/bin/prlimit", "--nofile=1024:\(Self.hardDescriptorLimit)", "--"]) { bed in
+            try await withReliabilityBed(
+                arguments: ["--max-connections", "5000"],
+                executablePrefix: ["/usr/bin/prlimit", "--nofile=1024:\(Self.hardDescriptorLimit)", "--"]
+            ) { bed in
                 let idleDescriptors = try bed.daemonOpenDescriptors()
                 let connections = try Self.openIdleConnections(bed, count: 2000)
                 defer { for connection in connections { connection.close() } }

@@ -8,6 +8,15 @@ package enum WebSocketAccept {
     package static func value(forKey key: String) -> String {
         Base64.encoded(SHA1.digest(Array(key.utf8) + Array("258EAFA5-E914-47DA-95CA-C5AB0DC85B11".utf8)))
     }
+
+    /// Whether `key` is a `Sec-WebSocket-Key` at all: the base64 of 16 bytes
+    /// (RFC 6455 4.1, 4.2.1), so 22 characters of the alphabet and `==`.
+    /// A server must refuse anything else, and aiohttp (the reference's)
+    /// does, with 400.
+    package static func isValidKey(_ key: some Collection<UInt8>) -> Bool {
+        guard key.count == 24 else { return false }
+        return key.prefix(22).allSatisfy(Base64.isAlphabetByte) && key.suffix(2).allSatisfy { $0 == UInt8(ascii: "=") }
+    }
 }
 
 /// SHA-1 (FIPS 180-4), only for `Sec-WebSocket-Accept`: RFC 6455 fixes

@@ -15,6 +15,7 @@ public struct ConfigurationOverrides: Sendable, Equatable {
     public var fstabPath: String?
     public var dataLayout: DataLayout?
     public var maxSessions: Int?
+    public var maxConnections: Int?
     public var httpTimeout: Duration?
     public var stopTimeout: Duration?
 
@@ -33,6 +34,7 @@ extension DaemonConfiguration {
         if let value = overrides.fstabPath { fstabPath = value }
         if let value = overrides.dataLayout { dataLayout = value }
         if let value = overrides.maxSessions { maxSessions = value }
+        if let value = overrides.maxConnections { maxConnections = value }
         if let value = overrides.httpTimeout { httpIdleTimeout = value }
         if let value = overrides.stopTimeout { stopTimeout = value }
     }

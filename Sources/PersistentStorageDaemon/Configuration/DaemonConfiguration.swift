@@ -36,6 +36,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var fstabPath: String = FstabReader.defaultPath
     public var dataLayout: DataLayout = .dataSubdirectory
     public var maxSessions: Int = 100
+    /// The most connections open at once that are not sessions (a request in
+    /// progress, or nothing sent yet); past it the oldest is closed. Also
+    /// kept below what the open-file limit leaves (`--max-connections`).
+    public var maxConnections: Int = 1000
     /// The largest WebSocket message accepted; larger ones end the session.
     public var maxFrameSize: Int = 64 * 1024
     /// The largest request head (all header lines) accepted.
@@ -78,6 +82,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         }
         try check(fstabPath.hasPrefix("/"), "the fstab path '\(fstabPath)' is not absolute")
         try check(maxSessions > 0, "the maximum number of sessions must be at least 1")
+        try check(maxConnections > 0, "the maximum number of connections besides sessions must be at least 1")
         try check(maxFrameSize >= 1024, "the maximum frame size must be at least 1024 bytes")
         try check(maxRequestHeaderSize >= 1024, "the maximum request header size must be at least 1024 bytes")
         try check(httpIdleTimeout > .zero, "the HTTP idle timeout must be positive")

@@ -22,6 +22,27 @@ final class DaemonServer: Sendable {
         var maxFrameSize: Int
         var maxRequestHeaderSize: Int
         var httpIdleTimeout: Duration
+        /// `--max-connections`: connections besides sessions (see ``PendingConnections``).
+        var maxConnections: Int = 1000
+        var maxSessions: Int = 100
+
+        /// How long a peer may leave the daemon's answers backed up before it
+        /// is dropped (``WriteBackpressure``): as long as a frozen session
+        /// has to answer a heartbeat, since a peer that does not read is one.
+        var writeStallLimit: Duration { heartbeat > .zero ? heartbeat : .seconds(15) }
+    }
+
+    /// Descriptors kept out of ``PendingConnections``' share: the daemon's own
+    /// (listening socket, epoll, eventfd, the mount table watch, /proc reads,
+    /// a remount command's pipes) with room to spare.
+    static let reservedDescriptors = 64
+
+    /// The cap on connections besides sessions: the configured one, but
+    /// never more than the descriptor limit leaves once every session and
+    /// the reserve have theirs, so that accept(2) does not run out.
+    static func pendingConnectionLimit(configured: Int, maxSessions: Int, descriptorLimit: UInt64) -> Int {
+        let room = Int(clamping: descriptorLimit) - maxSessions - reservedDescriptors
+        return max(16, min(configured, room))
     }
 
     private let serverChannel: any Channel
@@ -42,6 +63,10 @@ final class DaemonServer: Sendable {
         let socketFile = ListeningSocketFile(path: settings.socketPath, mode: settings.socketMode, groupID: settings.socketGroupID)
         let staging = try socketFile.makeStaging()
         let authorization = PeerAuthorization(groupID: settings.socketGroupID ?? getegid(), ownerID: geteuid())
+        let pending = PendingConnections(limit: pendingConnectionLimit(
+            configured: settings.maxConnections, maxSessions: settings.maxSessions, descriptorLimit: DescriptorLimit.current))
+        logger.info("at most \(pending.limit) connections besides sessions (--max-connections \(settings.maxConnections), open file limit \(DescriptorLimit.current))")
+        let logBudget = PeerLogBudget()
         // The daemon's group has one event loop, so every connection and the
         // heartbeat share it.
         let heartbeat = settings.heartbeat > .zero
@@ -53,6 +78,27 @@ final class DaemonServer: Sendable {
                 // net.core.somaxconn); a client that finds the queue full
                 // waits and tries again.
                 .serverChannelOption(.backlog, value: 1024)
+                // NIO's accept loop retries at once when accept(2) fails, and
+                // with no descriptor left (EMFILE) it fails again at once: the
+                // daemon spun at 90% CPU. Back off instead, and make room by
+                // closing the oldest connections that are not sessions.
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: false) { error in
+                            guard error.errnoCode == EMFILE || error.errnoCode == ENFILE else { return .seconds(1) }
+                            let closed = pending.closeOldest(16)
+                            if closed > 0 {
+                                logger.warning("out of file descriptors: closed the \(closed) oldest connection(s) that were not sessions")
+                                return .milliseconds(10)
+                            }
+                            logger.warning("out of file descriptors, and every connection is a session: accepting again in 0.5 s")
+                            return .milliseconds(500)
+                        })
+                    }
+                }
+                // A peer's answers wait here until it reads them; past the
+                // high mark it is no longer read from (``WriteBackpressure``).
+                .childChannelOption(.writeBufferWaterMark, value: .init(low: 16 * 1024, high: 64 * 1024))
                 // Every read a session does is small (a request head, a pong,
                 // an event), and each channel keeps its receive buffer between
                 // reads: NIO's default of 2 KiB to start with was a third of
@@ -60,10 +106,14 @@ final class DaemonServer: Sendable {
                 // longer request head takes two reads).
                 .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
                 .childChannelInitializer { channel in
-                    PeerCredentials.of(channel).flatMapThrowing { peer in
+                    if let closed = pending.add(channel), closed == 1 || closed.isMultiple(of: 1000) {
+                        logger.warning("more than \(pending.limit) connections besides sessions: closed the oldest (\(closed) so far)")
+                    }
+                    return PeerCredentials.of(channel).flatMapThrowing { peer in
                         try configureConnection(
                             channel, peer: peer, peerIsAllowed: authorization.allows(peer),
-                            settings: settings, controller: controller, heartbeat: heartbeat, logger: logger)
+                            settings: settings, controller: controller, heartbeat: heartbeat, logger: logger,
+                            pending: pending, logBudget: logBudget)
                     }
                 }
                 .bind(unixDomainSocketPath: staging.socketPath)
@@ -110,21 +160,28 @@ final class DaemonServer: Sendable {
     /// session's handlers or the HTTP ones (see ``UpgradeFastPath``).
     static func configureConnection(
         _ channel: any Channel, peer: PeerCredentials, peerIsAllowed: Bool,
-        settings: Settings, controller: RemountController, heartbeat: Heartbeat? = nil, logger: Logger
+        settings: Settings, controller: RemountController, heartbeat: Heartbeat? = nil, logger: Logger,
+        pending: PendingConnections? = nil, logBudget: PeerLogBudget = PeerLogBudget()
     ) throws {
         let pipeline = channel.pipeline.syncOperations
+        let log = PeerLogger(logger: logger, peer: peer, budget: logBudget)
+        let becomeSession: @Sendable () -> Void = { [weak channel] in
+            if let channel { pending?.remove(channel) }
+        }
         let routes = UpgradeFastPath.Routes(
             admitsSession: { peerIsAllowed && controller.acceptsSessionsNow },
             addSessionHandlers: { pipeline in
                 try pipeline.addHandler(WebSocketServerFraming(maximumFrameSize: settings.maxFrameSize))
                 try addSessionHandlers(
-                    to: pipeline, peer: peer, settings: settings, controller: controller, heartbeat: heartbeat, logger: logger)
+                    to: pipeline, peer: peer, settings: settings, controller: controller, heartbeat: heartbeat, log: log)
+                becomeSession()
             },
             addHTTPHandlers: { pipeline in
                 try addHTTPHandlers(
                     to: pipeline, peer: peer, peerIsAllowed: peerIsAllowed, settings: settings, controller: controller,
-                    heartbeat: heartbeat, logger: logger)
+                    heartbeat: heartbeat, log: log, becomeSession: becomeSession)
             })
+        try pipeline.addHandler(WriteBackpressure(stallLimit: TimeAmount(settings.writeStallLimit), log: log))
         try pipeline.addHandler(
             UpgradeFastPath(
                 routes: routes, maximumHeadSize: settings.maxRequestHeaderSize,
@@ -136,24 +193,25 @@ final class DaemonServer: Sendable {
     /// messages and answers frame errors (close code, then hang up).
     private static func addSessionHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations, peer: PeerCredentials,
-        settings: Settings, controller: RemountController, heartbeat: Heartbeat?, logger: Logger
+        settings: Settings, controller: RemountController, heartbeat: Heartbeat?, log: PeerLogger
     ) throws {
         try pipeline.addHandler(WebSocketSessionHandler(
-            controller: controller, peer: peer, heartbeat: heartbeat, maximumMessageSize: settings.maxFrameSize, logger: logger))
+            controller: controller, peer: peer, heartbeat: heartbeat, maximumMessageSize: settings.maxFrameSize, log: log))
     }
 
     /// HTTP: NIO's parser and upgrader, then our routes. After an upgrade on
     /// `/ws` the HTTP handlers are swapped for the session's.
     private static func addHTTPHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations, peer: PeerCredentials, peerIsAllowed: Bool,
-        settings: Settings, controller: RemountController, heartbeat: Heartbeat?, logger: Logger
+        settings: Settings, controller: RemountController, heartbeat: Heartbeat?, log: PeerLogger,
+        becomeSession: @escaping @Sendable () -> Void
     ) throws {
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: settings.maxFrameSize,
             // WebSocketSessionHandler answers frame errors itself.
             automaticErrorHandling: false,
             shouldUpgrade: { channel, head in
-                guard peerIsAllowed, head.uri.split(separator: "?").first == "/ws" else {
+                guard peerIsAllowed, WebSocketUpgradeRequest.isAcceptable(head) else {
                     return channel.eventLoop.makeSucceededFuture(nil)
                 }
                 return channel.eventLoop.makeSucceededFuture(controller.acceptsSessionsNow ? HTTPHeaders() : nil)
@@ -162,7 +220,8 @@ final class DaemonServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try addSessionHandlers(
                         to: channel.pipeline.syncOperations, peer: peer, settings: settings, controller: controller,
-                        heartbeat: heartbeat, logger: logger)
+                        heartbeat: heartbeat, log: log)
+                    becomeSession()
                 }
             })
 
@@ -186,10 +245,10 @@ final class DaemonServer: Sendable {
             withOutboundHeaderValidation: true,
             withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: limits)
-        try pipeline.addHandler(ProtocolErrorHandler(logger: logger), name: HandlerName.protocolErrors)
+        try pipeline.addHandler(ProtocolErrorHandler(log: log), name: HandlerName.protocolErrors)
         try pipeline.addHandler(
-            HTTPRequestHandler(controller: controller, peer: peer, peerIsAllowed: peerIsAllowed, logger: logger),
+            HTTPRequestHandler(controller: controller, peer: peer, peerIsAllowed: peerIsAllowed, log: log),
             name: HandlerName.http)
-        try pipeline.addHandler(CloseOnErrorHandler(logger: logger), name: HandlerName.httpErrors)
+        try pipeline.addHandler(CloseOnErrorHandler(log: log), name: HandlerName.httpErrors)
     }
 }

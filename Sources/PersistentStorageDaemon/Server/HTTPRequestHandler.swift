@@ -1,4 +1,3 @@
-import Logging
 import NIOCore
 import NIOHTTP1
 import PersistentStorage
@@ -13,14 +12,14 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let controller: RemountController
     private let peer: PeerCredentials
     private let peerIsAllowed: Bool
-    private let logger: Logger
+    private let log: PeerLogger
     private var request: HTTPRequestHead?
 
-    init(controller: RemountController, peer: PeerCredentials, peerIsAllowed: Bool, logger: Logger) {
+    init(controller: RemountController, peer: PeerCredentials, peerIsAllowed: Bool, log: PeerLogger) {
         self.controller = controller
         self.peer = peer
         self.peerIsAllowed = peerIsAllowed
-        self.logger = logger
+        self.log = log
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -38,7 +37,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
         guard peerIsAllowed else {
-            logger.warning("refused \(head.method) \(head.uri) from \(peer): not root and not in the socket's group")
+            log.warning("refused \(head.method) \(head.uri): not root and not in the socket's group")
             JSONResponse.forbidden.write(to: context, keepAlive: false)
             return
         }

@@ -1,4 +1,3 @@
-import Logging
 import NIOCore
 import NIOHTTP1
 import NIOWebSocket
@@ -12,11 +11,11 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let logger: Logger
+    private let log: PeerLogger
     private var responseInProgress = false
 
-    init(logger: Logger) {
-        self.logger = logger
+    init(log: PeerLogger) {
+        self.log = log
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -28,7 +27,7 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
             context.fireErrorCaught(error)
             return
         }
-        logger.info("malformed HTTP request: \(parserError)")
+        log.info("malformed HTTP request: \(parserError)")
         // Only when no other answer is half written; the decoder closes the
         // connection right after this returns, so nothing may be deferred.
         if !responseInProgress {
@@ -53,10 +52,10 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
 final class CloseOnErrorHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
 
-    private let logger: Logger
+    private let log: PeerLogger
 
-    init(logger: Logger) {
-        self.logger = logger
+    init(log: PeerLogger) {
+        self.log = log
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -65,7 +64,7 @@ final class CloseOnErrorHandler: ChannelInboundHandler, RemovableChannelHandler 
         // (403, 503, 400): closing now would cut that answer off.
         if error is NIOWebSocketUpgradeError { return }
         if !(error is HTTPParserError) {
-            logger.debug("closing a connection after: \(error)")
+            log.debug("closing a connection after: \(error)")
         }
         context.close(promise: nil)
     }

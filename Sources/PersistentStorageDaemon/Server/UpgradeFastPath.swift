@@ -44,6 +44,16 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
     private var received: ByteBuffer?
     /// Set once the HTTP handlers have taken over: bytes only pass through.
     private var passingThrough = false
+    /// Set while the handlers that take over are added and given what was
+    /// read so far. A read can arrive in the middle of that: when a write
+    /// fails because the peer is gone (the session's first event, flushed
+    /// as its handler is added), NIO reads what the peer sent before it
+    /// closes the channel, inside that flush. Such a read is queued behind
+    /// what was read before it, not handled here. Handled here, it once
+    /// turned a session's frames into an HTTP request, and the events sent
+    /// to the closing session into writes the HTTP encoder could not take
+    /// (a crash, under the soak).
+    private var handingOver = false
 
     /// - Parameter timeout: how long the request may take from now (the accept).
     init(routes: Routes, maximumHeadSize: Int, timeout: TimeAmount, logger: Logger) {
@@ -81,18 +91,28 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if handingOver {
+            received.append(&bytes)
+            return
+        }
         guard !passingThrough else {
             context.fireChannelRead(data)
             return
         }
-        var bytes = unwrapInboundIn(data)
-        if received == nil {
-            received = bytes
-        } else {
-            received!.writeBuffer(&bytes)
-        }
+        received.append(&bytes)
         guard let buffer = received else { return }
-        guard let headLength = HTTPHeadScanning.headLength(in: buffer, limit: maximumHeadSize) else {
+        // Bytes that cannot begin a session's request go to the HTTP parser
+        // at once, which answers what is not HTTP with 400 straight away;
+        // waiting here for the end of a head that never comes held random
+        // bytes until the request deadline.
+        let headLength = HTTPHeadScanning.headLength(in: buffer, limit: maximumHeadSize)
+        let head = buffer.readableBytesView.prefix(headLength ?? buffer.readableBytes)
+        guard Self.couldBeginUpgrade(buffer), !head.contains(where: Self.cannotBeInHead) else {
+            handOverToHTTP(context: context)
+            return
+        }
+        guard let headLength else {
             if buffer.readableBytes > maximumHeadSize { handOverToHTTP(context: context) }
             return
         }
@@ -126,18 +146,21 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
     /// Adds the handlers that take over and gives them what was read so far;
     /// for a session, leaves the pipeline (which ends the deadline).
     private func handOver(to addHandlers: (ChannelPipeline.SynchronousOperations) throws -> Void, context: ChannelHandlerContext) {
+        handingOver = true
+        defer { handingOver = false }
         do {
             try addHandlers(context.pipeline.syncOperations)
         } catch {
             context.fireErrorCaught(error)
             return
         }
-        let rest = received
-        received = nil
-        if let rest, rest.readableBytes > 0 {
+        var delivered = false
+        while let rest = received.take() {
+            guard rest.readableBytes > 0 else { continue }
             context.fireChannelRead(wrapInboundOut(rest))
-            context.fireChannelReadComplete()
+            delivered = true
         }
+        if delivered { context.fireChannelReadComplete() }
         if !passingThrough { context.pipeline.syncOperations.removeHandler(context: context, promise: nil) }
     }
 
@@ -153,8 +176,21 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    private static let requestLine = Array("GET /ws HTTP/1.1\r\n".utf8)
+
+    /// A control character other than tab, CR and LF, or DEL: no request
+    /// head holds one (RFC 9112 2.2, 5), so what does is not a request.
+    private static func cannotBeInHead(_ byte: UInt8) -> Bool {
+        (byte < 32 && byte != 9 && byte != 10 && byte != 13) || byte == 127
+    }
+
+    /// Whether `buffer` is, so far, the start of a session's request line.
+    private static func couldBeginUpgrade(_ buffer: ByteBuffer) -> Bool {
+        let count = min(buffer.readableBytes, requestLine.count)
+        return buffer.readableBytesView.prefix(count).elementsEqual(requestLine.prefix(count))
+    }
+
     private static func webSocketKeyRange(inUpgradeHead bytes: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
-        let requestLine = "GET /ws HTTP/1.1\r\n".utf8
         guard bytes.starts(with: requestLine) else { return nil }
         var key: Range<Int>?
         var hasVersion = false
@@ -175,7 +211,7 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
             guard bytes[value].allSatisfy({ $0 == 9 || ($0 >= 32 && $0 != 127) }) else { return nil }
             let name = bytes[lineStart..<colon]
             if HTTPHeadScanning.equalsIgnoringCase(name, "sec-websocket-key") {
-                guard key == nil, !value.isEmpty else { return nil }
+                guard key == nil, WebSocketAccept.isValidKey(bytes[value]) else { return nil }
                 key = value
             } else if HTTPHeadScanning.equalsIgnoringCase(name, "sec-websocket-version") {
                 guard !hasVersion, bytes[value].elementsEqual("13".utf8) else { return nil }
@@ -201,6 +237,17 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
             true
         default:
             "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+    }
+}
+
+extension Optional<ByteBuffer> {
+    /// Appends `bytes`, starting the buffer with them if there is none.
+    fileprivate mutating func append(_ bytes: inout ByteBuffer) {
+        if self == nil {
+            self = bytes
+        } else {
+            self!.writeBuffer(&bytes)
         }
     }
 }

@@ -16,15 +16,15 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
     private let controller: RemountController
     private let peer: PeerCredentials
     private let heartbeat: Heartbeat?
-    private let logger: Logger
+    private let log: PeerLogger
     /// Messages may come in fragments; they are joined here.
     private var messages: WebSocketMessageAssembler
 
-    init(controller: RemountController, peer: PeerCredentials, heartbeat: Heartbeat?, maximumMessageSize: Int, logger: Logger) {
+    init(controller: RemountController, peer: PeerCredentials, heartbeat: Heartbeat?, maximumMessageSize: Int, log: PeerLogger) {
         self.controller = controller
         self.peer = peer
         self.heartbeat = heartbeat
-        self.logger = logger
+        self.log = log
         messages = WebSocketMessageAssembler(maximumSize: maximumMessageSize, maximumFragments: 256, minimumNonFinalFragmentSize: 0)
     }
 
@@ -45,13 +45,13 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
         // negotiated (so no RSV bit), and reserved opcodes mean nothing. NIO's
         // decoder passes all three on; like aiohttp, end the session.
         if frame.maskKey == nil || frame.rsv1 || frame.rsv2 || frame.rsv3 || !Self.knownOpcodes.contains(frame.opcode) {
-            logger.info("a malformed frame (unmasked, RSV bits or reserved opcode) ends the session (\(peer))")
+            log.info("a malformed frame (unmasked, RSV bits or reserved opcode) ends the session")
             close(context: context, code: .protocolError)
             return
         }
         switch frame.opcode {
         case .binary:
-            logger.info("a binary frame ends the session (\(peer))")
+            log.info("a binary frame ends the session")
             close(context: context, code: .unacceptableData)
         case .text, .continuation:
             switch messages.add(frame) {
@@ -60,14 +60,12 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
             case .incomplete:
                 break
             case .failure(let code, let reason):
-                logger.info("\(reason) ends the session (\(peer))")
+                log.info("\(reason) ends the session")
                 close(context: context, code: code)
             }
         case .connectionClose:
-            // Echo the peer's code, as RFC 6455 asks, then hang up.
-            var data = frame.unmaskedData
-            let code = data.readWebSocketErrorCode() ?? .normalClosure
-            close(context: context, code: code)
+            // Echo a valid code, as RFC 6455 asks, or fail a broken close; then hang up.
+            close(context: context, code: WebSocketCloseAnswer.code(answering: frame.unmaskedData))
         case .ping:
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
         case .pong:
@@ -78,7 +76,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.info("session error (\(peer)): \(error)")
+        log.info("session error: \(error)")
         // A frame the decoder rejects gets the close code RFC 6455 7.4.1
         // names for it before the connection goes; anything else just closes it.
         if let error = error as? NIOWebSocketError {
@@ -95,14 +93,14 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
         do {
             event = try StorageEvent(decoding: bytes.readableBytesView)
         } catch {
-            logger.info("ignoring a frame from \(peer): \(error)")
+            log.info("ignoring a frame: \(error)")
             return
         }
         switch event {
         case .ping:
             context.writeAndFlush(wrapOutboundOut(.text(StorageEvent.pong.encodedText(), allocator: context.channel.allocator)), promise: nil)
         default:
-            logger.info("ignoring an event of type '\(event.eventType)' from \(peer)")
+            log.info("ignoring an event of type '\(event.eventType)'")
         }
     }
 
@@ -119,20 +117,19 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
     /// Registers with the controller, then unregisters when the connection
     /// closes, in that order even when the peer hangs up at once.
     private func runSession(on channel: any Channel) {
-        let peer = peer
-        let logger = logger
+        let log = log
         let connection = ChannelSessionConnection(channel: channel)
         controller.onController { controller in
             guard let id = controller.sessionDidOpen(connection) else {
-                logger.warning("refused a session from \(peer): too many sessions, or shutting down")
+                log.warning("refused a session: too many sessions, or shutting down")
                 connection.close(code: .policyViolation)
                 return
             }
-            logger.info("session \(id) opened: \(peer)")
+            log.info("session \(id) opened")
             channel.closeFuture.whenComplete { _ in
                 controller.onController { controller in
                     controller.sessionDidClose(id)
-                    logger.info("session \(id) closed: \(peer)")
+                    log.info("session \(id) closed")
                 }
             }
         }

@@ -21,4 +21,11 @@ enum DescriptorLimit {
         }
         return UInt64(limit.rlim_cur)
     }
+
+    /// The soft limit now (what open(2) and accept(2) are held to).
+    static var current: UInt64 {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return UInt64(limit.rlim_cur)
+    }
 }

@@ -3,7 +3,9 @@ import Logging
 
 /// Log lines the way kvmd writes them to stderr: `--    INFO -- message`,
 /// the level right-aligned to seven characters, metadata appended as
-/// `key=value`.
+/// `key=value`. Control characters in the message and the metadata are
+/// escaped (``Swift/String/escapingControlCharacters``): every call is one
+/// line, whatever a peer managed to put into it.
 ///
 /// ```swift
 /// LoggingSystem.bootstrap { _ in KvmdLogHandler(logLevel: .info) }
@@ -23,10 +25,10 @@ public struct KvmdLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         let name = Self.levelName(event.level)
-        var line = "-- " + String(repeating: " ", count: max(0, 7 - name.count)) + name + " -- " + event.message.description
+        var line = "-- " + String(repeating: " ", count: max(0, 7 - name.count)) + name + " -- " + event.message.description.escapingControlCharacters
         let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
         if !merged.isEmpty {
-            line += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            line += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)".escapingControlCharacters }.joined(separator: " ")
         }
         line += "\n"
         // One write(2) per line, so lines from several threads never interleave.

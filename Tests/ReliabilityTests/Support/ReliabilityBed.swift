@@ -59,6 +59,18 @@ extension DaemonTestBed {
         return try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
     }
 
+    /// CPU time (user and system) the daemon has used so far, from `/proc/PID/stat`.
+    func daemonCPUTime() throws -> Duration {
+        let stat = try String(contentsOfFile: "/proc/\(daemon.pid)/stat", encoding: .utf8)
+        // Fields after the command name, which may hold spaces: state is the first, utime the 12th, stime the 13th.
+        let fields = try #require(stat.lastIndex(of: ")").map { stat[stat.index($0, offsetBy: 2)...].split(separator: " ") })
+        let ticks = try #require(Int(fields[11])) + (try #require(Int(fields[12])))
+        return .milliseconds(ticks * 1000 / sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// The daemon's log, one entry per line.
+    var daemonLogLines: [Substring] { daemon.log.split(separator: "\n") }
+
     /// Open file descriptors, from `/proc/PID/fd`.
     func daemonOpenDescriptors() throws -> Int {
         try FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemon.pid)/fd").count
