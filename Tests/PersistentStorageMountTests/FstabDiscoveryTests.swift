@@ -130,7 +130,7 @@ struct FstabDiscoveryTests {
             }
         }
         let huge = directory + "/huge"
-        FileManager.default.createFile(atPath: huge, contents: Data(count: 2 << 20))
+        _ = FileManager.default.createFile(atPath: huge, contents: Data(count: 2 << 20))
         do {
             _ = try FstabReader(path: huge).findStorage()
             Issue.record("a 2 MiB fstab was read")
