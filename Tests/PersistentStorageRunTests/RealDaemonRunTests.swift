@@ -93,7 +93,7 @@ struct RealDaemonRunTests {
         }
     }
 
-    @Test("SIGTERM or SIGHUP to kvmd-pstrun is passed on to the script, and the storage is RO after", arguments: [
+    @Test("SIGTERM or SIGHUP to kvmd-pstrun is passed on to the script, kvmd-pstrun exits 128+N, and the storage is RO after", arguments: [
         (SIGTERM, "TERM"), (SIGHUP, "HUP"),
     ])
     func signalForwarded(signal: Int32, name: String) async throws {
@@ -101,8 +101,9 @@ struct RealDaemonRunTests {
             let run = try await Self.loopingScript(on: daemon, trap: "trap 'echo got-\(name); exit 9' \(name)")
             kill(run.process.processIdentifier, signal)
             let finished = await run.finish()
-            #expect(finished.status == 9)
+            #expect(finished.status == 128 + signal)
             #expect(finished.standardOutput.contains("got-\(name)"))
+            #expect(finished.standardError.contains("Process finished: returncode=9"))
             #expect(finished.standardError.contains("Got signal \(signal); passing it on to the process"))
             #expect(await eventually { fixture.state == .readOnly })
         }

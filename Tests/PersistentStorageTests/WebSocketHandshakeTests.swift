@@ -177,7 +177,7 @@ struct WebSocketHandshakeTests {
         var pair: [CInt] = [-1, -1]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair) == 0)
         defer { close(pair[0]) }
-        let request = WebSocketClientHandshake.Request(path: "/ws").bytes
+        let request = WebSocketClientHandshake.Request(path: "/ws", socketPath: "/test.sock").bytes
 
         // An empty socket takes all of it, and the peer reads it unchanged.
         #expect(DaemonEndpoint.sendAtOnce(request, on: pair[0]).readableBytes == 0)
