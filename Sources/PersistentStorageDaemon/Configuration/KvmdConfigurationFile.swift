@@ -90,7 +90,11 @@ public enum KvmdConfigurationFile {
             throw DaemonConfigurationError("\(source): pst.server.unix_mode must be a number")
         }
         if text.hasPrefix("0") && text.count > 1 {
-            return try ConfigurationValue.octalMode(text)
+            do {
+                return try ConfigurationValue.octalMode(text)
+            } catch {
+                throw DaemonConfigurationError("\(source): pst.server.unix_mode: \(error)")
+            }
         }
         guard let value = mode_t(text), value <= 0o777 else {
             throw DaemonConfigurationError("\(source): pst.server.unix_mode '\(text)' is not a file mode")
