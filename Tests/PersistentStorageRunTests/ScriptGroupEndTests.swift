@@ -50,10 +50,14 @@ struct ScriptGroupEndTests {
             try #require(child > 0 && script > 0)
 
             kill(run.process.processIdentifier, signal)
-            let finished = await run.finish()
-            #expect(finished.status == 128 + signal, "\(finished.standardError)")
+            #expect(await run.exits(within: .seconds(10)), "kvmd-pstrun did not exit within 10 s")
+            let status = await run.exitStatus()
             #expect(!Self.isAlive(script), "the script outlived kvmd-pstrun")
             #expect(!Self.isAlive(child), "the script's child outlived kvmd-pstrun")
+            // Survivors hold the output pipes open: they must go before it is read.
+            Self.killSurvivors([child, script])
+            let finished = await run.finish()
+            #expect(status == 128 + signal, "\(finished.standardError)")
             #expect(finished.standardError.contains("Got signal \(signal);"), "\(finished.standardError)")
             #expect(await Self.noSessionLeft(daemon.socketPath, fixture))
         }
@@ -68,9 +72,11 @@ struct ScriptGroupEndTests {
             try #require(script > 0)
 
             kill(run.process.processIdentifier, SIGUSR1)
+            #expect(await run.exits(within: .seconds(10)), "kvmd-pstrun did not exit within 10 s")
+            #expect(!Self.isAlive(script), "the script outlived kvmd-pstrun")
+            Self.killSurvivors([script])
             let finished = await run.finish()
             #expect(finished.status == 128 + SIGUSR1)
-            #expect(!Self.isAlive(script))
             #expect(finished.standardError.contains("The process did not exit in time; killing its process group"))
             #expect(await Self.noSessionLeft(daemon.socketPath, fixture))
         }
@@ -89,9 +95,11 @@ struct ScriptGroupEndTests {
             defer { Self.killSurvivors([child]) }
             try #require(child > 0)
 
+            #expect(await run.exits(within: .seconds(10)), "kvmd-pstrun did not exit within 10 s")
+            #expect(!Self.isAlive(child), "the script's child outlived kvmd-pstrun")
+            Self.killSurvivors([child])
             let finished = await run.finish()
             #expect(finished.status == 3, "the script's own status: \(finished.standardError)")
-            #expect(!Self.isAlive(child), "the script's child outlived kvmd-pstrun")
             #expect(finished.standardError.contains("leaving 1 process(es) in its group; stopping them"), "\(finished.standardError)")
             if !childTrap.isEmpty {
                 #expect(finished.standardError.contains("The process did not exit in time; killing its process group"))

@@ -69,9 +69,22 @@ final class RunningPstRun: @unchecked Sendable {
         var standardError: String
     }
 
-    /// Waits for the exit (on a thread of its own: waitUntilExit blocks).
-    func finish() async -> Finished {
-        try? input.fileHandleForWriting.close()
+    /// Whether kvmd-pstrun exits within `timeout`; if not, it is killed (a
+    /// test then records that, instead of waiting past its time limit, which
+    /// cannot interrupt a blocked wait). Unlike ``finish()`` it does not read
+    /// the output, which would wait for whatever else holds the pipes: a
+    /// script left running.
+    func exits(within timeout: Duration) async -> Bool {
+        let process = self.process
+        if await eventually(within: timeout, { !process.isRunning }) { return true }
+        kill(process.processIdentifier, SIGKILL)
+        return false
+    }
+
+    /// Waits for kvmd-pstrun's exit (on a thread of its own: waitUntilExit
+    /// blocks) and returns its status as a shell reports it (128 + N for
+    /// signal N).
+    func exitStatus() async -> Int32 {
         let process = self.process
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             Thread.detachNewThread {
@@ -79,7 +92,13 @@ final class RunningPstRun: @unchecked Sendable {
                 continuation.resume()
             }
         }
-        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+    }
+
+    /// Waits for the exit, then reads all the output.
+    func finish() async -> Finished {
+        try? input.fileHandleForWriting.close()
+        let status = await exitStatus()
         let standardOutput = String(decoding: (try? output.fileHandleForReading.readToEnd()) ?? Data(), as: UTF8.self)
         let standardError = String(decoding: (try? errors.fileHandleForReading.readToEnd()) ?? Data(), as: UTF8.self)
         return Finished(status: status, standardOutput: standardOutput, standardError: standardError)
