@@ -42,7 +42,6 @@ struct ScriptSupervision {
         // What came with the status that granted access is read already.
         var sessionReadable = true
         var stopping = false
-        var stoppingLeftovers = false
         var killDeadline: ContinuousClock.Instant?
         var killedAt: ContinuousClock.Instant?
         var endingSignal: Int32?
@@ -81,13 +80,10 @@ struct ScriptSupervision {
                     // They could keep files on the PST open (blocking the
                     // read-only remount) or go on writing after the session.
                     logger.info("The process exited, leaving \(leftovers.count) process(es) in its group; stopping them")
-                    stoppingLeftovers = true
                     stop(with: SIGTERM)
-                } else if !stoppingLeftovers {
-                    // Stopped for a revocation or a signal: the whole group had
-                    // its SIGTERM with the script, and its time is up.
-                    kill()
                 }
+                // Otherwise they had their SIGTERM with the script; SIGKILL
+                // follows when the grace period is over, as for the script.
                 recheck = true
             }
             if watchingSession && sessionReadable, let reason = session.readAvailable() {
