@@ -112,6 +112,30 @@ void pst_signalfd_close(int fd, const sigset_t *previous_mask) {
     pthread_sigmask(SIG_SETMASK, previous_mask, NULL);
 }
 
+int pst_signals_ending_process(int *out, int capacity) {
+    // signal(7): the signals whose default action is Term or Core, but for
+    // SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV and SIGSYS: those report a
+    // fault of this process's own, and blocking them would only cost the
+    // crash report (the kernel delivers a fault's signal even when blocked).
+    static const int fixed[] = {
+        SIGHUP, SIGINT, SIGQUIT, SIGABRT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM,
+        SIGSTKFLT, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGIO, SIGPWR,
+    };
+    const int fixed_count = (int)(sizeof fixed / sizeof fixed[0]);
+    const int total = fixed_count + (SIGRTMAX - SIGRTMIN + 1);
+    int count = 0;
+    for (int index = 0; index < total && count < capacity; index++) {
+        int number = index < fixed_count ? fixed[index] : SIGRTMIN + (index - fixed_count);
+        struct sigaction action;
+        if (sigaction(number, NULL, &action) != 0) continue;
+        // Ignored (nohup's SIGHUP): it would not end us. A handler, the only
+        // other case, is the Swift runtime's crash reporter (SIGQUIT, SIGABRT),
+        // which ends the process after its report.
+        if ((action.sa_flags & SA_SIGINFO) || action.sa_handler != SIG_IGN) out[count++] = number;
+    }
+    return count;
+}
+
 int pst_terminal_disable_suspend(int fd) {
     struct termios attributes;
     if (tcgetattr(fd, &attributes) != 0) return -1;

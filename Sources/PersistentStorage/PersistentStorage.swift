@@ -23,13 +23,18 @@ import Logging
 public struct PersistentStorage: Sendable {
     /// The daemon's socket.
     public let socketPath: String
-    /// How long to wait for the daemon: to connect, to answer, and to make the storage writable.
+    /// How long to wait for the daemon: to connect, to answer, and to make the
+    /// storage writable; between zero and ``maximumTimeout``.
     public let timeout: Duration
+    /// The longest ``timeout``: a day. A longer one is taken as this, since a
+    /// wait that long is a mistake and a far longer one overflows the timers.
+    public static let maximumTimeout: Duration = .seconds(86_400)
     private let logger: Logger
 
     /// - Parameters:
     ///   - socketPath: the daemon's Unix socket.
-    ///   - timeout: how long any one exchange with the daemon may take.
+    ///   - timeout: how long any one exchange with the daemon may take, at
+    ///     most ``maximumTimeout`` (a longer one is taken as that, a negative one as zero).
     ///   - logger: receives debug details of the exchange; silent by default.
     public init(
         socketPath: String = "/run/kvmd/pst.sock",
@@ -37,7 +42,7 @@ public struct PersistentStorage: Sendable {
         logger: Logger = Logger(label: "PersistentStorage", factory: { _ in SwiftLogNoOpLogHandler() })
     ) {
         self.socketPath = socketPath
-        self.timeout = timeout
+        self.timeout = min(max(timeout, .zero), Self.maximumTimeout)
         self.logger = logger
     }
 
@@ -50,13 +55,12 @@ public struct PersistentStorage: Sendable {
     /// print(state.clients, state.data.path, state.data.writeAllowed)
     /// ```
     public func state() async throws -> StorageStatus {
-        switch try await StateRequest.fetch(from: endpoint) {
+        switch try await reportingCancellation({ try await StateRequest.fetch(from: endpoint) }) {
         case .status(let status, _):
             return status
-        case .failure(let failure):
-            throw PersistentStorageError.protocolViolation(
-                "GET /state failed: \(failure.error): \(failure.errorMessage)"
-            )
+        case .failure(let failure, let statusCode):
+            throw PersistentStorageError.refusal(
+                statusCode: statusCode, reason: failure.errorMessage, socketPath: socketPath, request: "GET /state")
         }
     }
 
@@ -87,7 +91,9 @@ public struct PersistentStorage: Sendable {
     ///   created if missing, or `nil` for the data directory itself.
     public func openSession(subdirectory: String? = nil) async throws -> StorageSession {
         let validated = try subdirectory.map(StorageSubdirectory.init(validating:))
-        return try await StorageSession.open(at: endpoint, subdirectory: validated, logger: logger)
+        return try await reportingCancellation {
+            try await StorageSession.open(at: endpoint, subdirectory: validated, logger: logger)
+        }
     }
 
     /// Runs `body` while the storage is writable, and ends the session afterwards.
@@ -116,7 +122,11 @@ public struct PersistentStorage: Sendable {
     /// call back into it with `await`.
     ///
     /// - Returns: what `body` returned.
-    /// - Throws: what `body` threw, or a ``PersistentStorageError``.
+    /// If your task is cancelled, at any stage (connecting, waiting for write
+    /// access, or while `body` runs), the session is closed and this throws
+    /// `CancellationError`.
+    ///
+    /// - Throws: what `body` threw, a ``PersistentStorageError``, or `CancellationError`.
     public func withWritableStorage<T: Sendable>(
         subdirectory: String? = nil,
         _ body: @Sendable (URL) async throws -> T
@@ -124,6 +134,10 @@ public struct PersistentStorage: Sendable {
         let session = try await openSession(subdirectory: subdirectory)
         let (outcome, revocation) = await session.runRevocably(body)
         await session.close()
+        // Cancelled while the body ran: the body's task was cancelled with
+        // ours, so its outcome (and a revocation that cancellation looks like)
+        // is not what the caller asked for.
+        try Task.checkCancellation()
         if let revocation {
             logger.debug("PST write access revoked while the body ran: \(revocation)")
             throw PersistentStorageError.revoked(revocation)

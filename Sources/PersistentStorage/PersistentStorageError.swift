@@ -15,6 +15,13 @@ public enum PersistentStorageError: Error, Sendable, Equatable, CustomStringConv
     /// The socket exists but this user may not connect to it.
     /// `socketGroup` is the group that owns the socket, when it could be read.
     case permissionDenied(socketPath: String, socketGroup: String?)
+    /// The daemon answered `403`: this process's user is neither root, nor
+    /// the daemon's user, nor a member of the socket's group (the socket's mode
+    /// let it connect, but the daemon checks who is at the other end).
+    case forbidden(socketPath: String, socketGroup: String?)
+    /// The daemon answered `503`: it has as many sessions as it takes
+    /// (`--max-sessions`), or it is shutting down. `reason` is its own words.
+    case daemonUnavailable(socketPath: String, reason: String?)
     /// Connecting failed for a reason other than the two above.
     case connectionFailed(socketPath: String, reason: String)
     /// The daemon did not make the storage writable. `reason` is the daemon's
@@ -41,6 +48,16 @@ public enum PersistentStorageError: Error, Sendable, Equatable, CustomStringConv
         case .permissionDenied(let socketPath, _):
             "permission denied on \(socketPath): run as root, or join the group the daemon's "
                 + "socket belongs to (kvmd-pst on a PiKVM)"
+        case .forbidden(let socketPath, let socketGroup?) where socketGroup != "root":
+            "the PST daemon at \(socketPath) refused this user (403 Forbidden): join the socket's group "
+                + "'\(socketGroup)' (usermod -aG \(socketGroup) USER, then log in again) or run as root"
+        case .forbidden(let socketPath, _):
+            "the PST daemon at \(socketPath) refused this user (403 Forbidden): run as root, or as a member "
+                + "of the daemon's socket group (kvmd-pst on a PiKVM, set by kvmd-pst --socket-group)"
+        case .daemonUnavailable(let socketPath, let reason):
+            "the PST daemon at \(socketPath) cannot take a session now (503 Service Unavailable"
+                + (reason.map { ": \($0)" } ?? "")
+                + "); it has as many sessions as --max-sessions allows or is shutting down: try again later"
         case .connectionFailed(let socketPath, let reason):
             "cannot connect to the PST daemon at \(socketPath): \(reason)"
         case .writeRefused(let reason):
@@ -85,5 +102,24 @@ extension Duration {
         let (seconds, attoseconds) = components
         let value = Double(seconds) + Double(attoseconds) / 1e18
         return value == value.rounded() ? "\(Int(value)) s" : "\(value) s"
+    }
+}
+
+extension PersistentStorageError {
+    /// The error for an HTTP status the daemon refuses with, for `GET /ws`
+    /// and `GET /state` alike: 403 and 503 are the daemon's deliberate
+    /// answers, with their own errors; anything else it should not send.
+    ///
+    /// - Parameter reason: the daemon's words: the status line's reason, or
+    ///   the `error_msg` of its JSON envelope.
+    static func refusal(statusCode: Int, reason: String, socketPath: String, request: String) -> PersistentStorageError {
+        switch statusCode {
+        case 403:
+            .forbidden(socketPath: socketPath, socketGroup: DaemonEndpoint.socketGroupName(of: socketPath))
+        case 503:
+            .daemonUnavailable(socketPath: socketPath, reason: reason.isEmpty ? nil : reason)
+        default:
+            .protocolViolation("the daemon answered \(request) with \(statusCode) \(reason)")
+        }
     }
 }

@@ -46,7 +46,7 @@ enum WriteAccessWait {
     /// swift-pst's daemon shows beside the status.
     private static func refusalReason(from endpoint: DaemonEndpoint) async -> String? {
         switch try? await StateRequest.fetch(from: endpoint) {
-        case .failure(let failure)?: "\(failure.errorMessage) (\(failure.error))"
+        case .failure(let failure, _)?: "\(failure.errorMessage) (\(failure.error))"
         case .status(_, let lastRemountError?)?: lastRemountError
         default: nil
         }

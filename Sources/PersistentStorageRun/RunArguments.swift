@@ -12,7 +12,7 @@ import Logging
 /// switch RunArguments.parse(Array(CommandLine.arguments.dropFirst())) {
 /// case .run(let arguments): ...
 /// case .help: print(RunArguments.helpText)
-/// case .usageError(let message): ...  // RunArguments.usageErrorText(message), exit 64
+/// case .usageError(let message): ...  // RunArguments.usageErrorText(message), exit 2
 /// }
 /// ```
 public struct RunArguments: Equatable, Sendable {
@@ -28,8 +28,13 @@ public struct RunArguments: Equatable, Sendable {
         case usageError(String)
     }
 
-    /// `EX_USAGE`, what ArgumentParser exited with on a usage error.
-    public static let usageErrorExitCode: Int32 = 64
+    /// The exit status of a usage error: 2, the shell's convention and the
+    /// same for kvmd-pst and kvmd-helper-pst-remount (Documentation/Configuration.md).
+    public static let usageErrorExitCode: Int32 = 2
+
+    /// Seconds `--timeout` may be: above zero, and at most a day. A larger
+    /// value is a typo, and a huge one (`1e300`) is no `Duration` at all.
+    public static let timeoutRange: ClosedRange<Double> = 0.001...86_400
 
     /// Options come first; `--` or the first word that is not an option
     /// starts the command, and everything from there on belongs to it.
@@ -71,7 +76,9 @@ public struct RunArguments: Equatable, Sendable {
         guard !result.command.isEmpty else {
             return .usageError("a command to run is required: kvmd-pstrun -- CMD [ARGS...]")
         }
-        guard result.timeout > 0 else { return .usageError("--timeout must be positive") }
+        guard timeoutRange.contains(result.timeout) else {
+            return .usageError("--timeout: \(result.timeout) is out of range: use 0.001 to 86400 seconds")
+        }
         return .run(result)
     }
 
@@ -112,9 +119,11 @@ public struct RunArguments: Equatable, Sendable {
 
         The command gets the environment plus KVMD_PST_DATA, the writable data
         directory. It runs in its own process group and is stopped (SIGTERM, then
-        SIGKILL) if write access goes away. The exit status is the command's, 128+N if
-        signal N killed it, 127 if it does not exist, 126 if it cannot be executed, or
-        1 if it never ran (no daemon, write refused).
+        SIGKILL) if write access goes away, or if a signal would end kvmd-pstrun (which
+        then exits 128+N for signal N); what the command leaves running in its group is
+        stopped too when it exits. The exit status is the command's, 128+N if signal N
+        killed it, 127 if it does not exist, 126 if it cannot be executed, 1 if it never
+        ran (no daemon, write refused), or 2 on a usage error.
 
         USAGE: \(usage)
 
@@ -124,7 +133,7 @@ public struct RunArguments: Equatable, Sendable {
         OPTIONS:
           --socket <path>         The PST daemon's socket. (default: /run/kvmd/pst.sock)
           --timeout <seconds>     Seconds to wait for the daemon to answer and to make
-                                  the storage writable. (default: 5.0)
+                                  the storage writable, 0.001 to 86400. (default: 5.0)
           --log-level <level>     trace, debug, info, notice, warning, error or
                                   critical. (values: trace, debug, info, notice,
                                   warning, error, critical; default: info)

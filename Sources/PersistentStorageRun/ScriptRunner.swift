@@ -34,7 +34,9 @@ public struct ScriptRunner: Sendable {
 
     /// Runs the script and returns the exit code for `kvmd-pstrun`: the script's
     /// own, 128 + N if signal N killed it, 126/127 if it could not be started,
-    /// and 1 if it never ran because the storage did not become writable.
+    /// and 1 if it never ran because the storage did not become writable. If a
+    /// signal N that would have ended `kvmd-pstrun` came, the script's group
+    /// was stopped first and the code is 128 + N.
     public func run() -> Int32 {
         logger.info("Opening PST session ...")
         let session: BlockingSession
@@ -48,22 +50,37 @@ public struct ScriptRunner: Sendable {
         let dataPath = session.initialStatus.data.path
         logger.info("PST write is allowed: \(dataPath)")
         logger.info("Running the process ...")
-        // Installed before the script starts, so a signal arriving meanwhile is
-        // passed on rather than killing us with the session still open. Put
-        // back only after the session is closed, for the same reason.
-        guard let signals = SignalWatch([SIGTERM, SIGHUP, SIGCHLD]) else {
+        let terminal = ForegroundTerminal.current()
+        // Every signal that would end us, taken as data instead: installed
+        // before the script starts, so that none of them can end us while the
+        // script (or what it started) goes on writing; the script's group is
+        // stopped first. Put back only after the session is closed, for the
+        // same reason. With a terminal, ^C and ^\ are the script's (see
+        // `runScript`) and ignored here.
+        var watched = TerminatingSignals.current()
+        if terminal != nil { watched.removeAll { $0 == SIGINT || $0 == SIGQUIT } }
+        guard let signals = SignalWatch(watched + [SIGCHLD]) else {
             logger.error("cannot watch signals: \(String(cString: strerror(errno)))")
             session.close()
             return ScriptExit.didNotRun
         }
-        let code = runScript(dataPath: dataPath, session: session, signals: signals)
+        var (code, endingSignal) = runScript(dataPath: dataPath, session: session, signals: signals, terminal: terminal)
         session.close()
+        // One that came after the script's end, while the session closed.
+        while endingSignal == nil, let number = signals.next() {
+            if number != SIGCHLD { endingSignal = number }
+        }
         signals.stop()
+        if let endingSignal {
+            // As if the signal had ended us, which the shell reports as 128 + N.
+            code = 128 + endingSignal
+        }
         return code
     }
 
-    private func runScript(dataPath: String, session: BlockingSession, signals: SignalWatch) -> Int32 {
-        let terminal = ForegroundTerminal.current()
+    private func runScript(
+        dataPath: String, session: BlockingSession, signals: SignalWatch, terminal: ForegroundTerminal?
+    ) -> (code: Int32, endingSignal: Int32?) {
         let ignoredSignals = terminal.map { _ in IgnoredSignals([SIGINT, SIGQUIT]) }
         defer { ignoredSignals?.restore() }
         terminal?.prepareForScript()
@@ -74,12 +91,12 @@ public struct ScriptRunner: Sendable {
             script = try ScriptProcess.spawn(command, environment: Self.environment(withData: dataPath), foregroundTerminal: terminal?.descriptor)
         } catch {
             logger.error("\(error)")
-            return error.exitCode
+            return (error.exitCode, nil)
         }
-        let code = ScriptSupervision(script: script, killGracePeriod: killGracePeriod, logger: logger)
+        let outcome = ScriptSupervision(script: script, killGracePeriod: killGracePeriod, logger: logger)
             .untilExit(session: session, signals: signals)
-        logger.info("Process finished: returncode=\(code)")
-        return code
+        logger.info("Process finished: returncode=\(outcome.scriptExitCode)")
+        return (outcome.scriptExitCode, outcome.endingSignal)
     }
 
     /// Ours, with `KVMD_PST_DATA` set: read from `environ` as it is, since

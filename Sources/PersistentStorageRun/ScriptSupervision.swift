@@ -4,7 +4,9 @@ import PersistentStorage
 
 /// Watches a running script and stops it when it must not write any more:
 /// the session was revoked (read-only remount, daemon gone, protocol error),
-/// or `kvmd-pstrun` itself was told to stop.
+/// or a signal would end `kvmd-pstrun` itself. And when the script exits,
+/// what it left running in its process group is stopped too, so that nothing
+/// it started writes after the session is closed.
 ///
 /// One poll(2) on one thread waits for all of it: the session's socket, and
 /// the signals (the script's exit is a SIGCHLD). No thread is started.
@@ -13,15 +15,36 @@ struct ScriptSupervision {
     let killGracePeriod: Duration
     let logger: Logger
 
-    /// Returns the script's exit code once it has exited.
+    /// Signals passed on as they are: each asks a program to stop, and a
+    /// script may trap them to clean up. Any other signal that would end
+    /// `kvmd-pstrun` (SIGUSR1, SIGPIPE, SIGALRM, ...) means something else,
+    /// or nothing, to the script, so it gets SIGTERM instead.
+    static let passedOn: Set<Int32> = [SIGTERM, SIGHUP, SIGINT, SIGQUIT]
+
+    /// How often the group is looked at again while what the script left in
+    /// it is being stopped: those processes are not our children, so their
+    /// end is no event we can wait for.
+    static let leftoverRecheck: Duration = .milliseconds(10)
+
+    struct Outcome {
+        /// The script's own exit code (128 + N if signal N killed it).
+        var scriptExitCode: Int32
+        /// The first signal that would have ended `kvmd-pstrun`, if one came.
+        var endingSignal: Int32?
+    }
+
+    /// Returns once the script has exited and nothing is left in its group
+    /// (or what is left did not die within the grace period after SIGKILL).
     ///
-    /// - Parameter signals: watches SIGCHLD and the signals to pass on.
-    func untilExit(session: BlockingSession, signals: SignalWatch) -> Int32 {
+    /// - Parameter signals: watches SIGCHLD and the signals that would end us.
+    func untilExit(session: BlockingSession, signals: SignalWatch) -> Outcome {
         var watchingSession = true
         // What came with the status that granted access is read already.
         var sessionReadable = true
-        var killDeadline: ContinuousClock.Instant?
         var stopping = false
+        var killDeadline: ContinuousClock.Instant?
+        var killedAt: ContinuousClock.Instant?
+        var endingSignal: Int32?
 
         func stop(with signal: Int32) {
             script.signalGroup(signal)
@@ -29,22 +52,39 @@ struct ScriptSupervision {
             stopping = true
             killDeadline = .now + killGracePeriod
         }
+        func kill() {
+            script.signalGroup(SIGKILL)
+            killDeadline = nil
+            killedAt = .now
+        }
 
         while true {
-            // Checked first: a script that has exited needs nothing else.
-            if script.hasExited() {
-                if stopping {
-                    // Children the script left behind could keep files on the
-                    // PST open and block the read-only remount. The leader is
-                    // still a zombie, so the group id cannot have been reused.
-                    script.signalGroup(SIGKILL)
-                }
-                return script.reap()
-            }
             if let deadline = killDeadline, deadline <= .now {
                 logger.error("The process did not exit in time; killing its process group")
-                script.signalGroup(SIGKILL)
-                killDeadline = nil
+                kill()
+            }
+            var recheck = false
+            // Checked first: a script that has exited needs nothing but its group emptied.
+            if script.hasExited() {
+                // The leader is still a zombie, so the group id cannot have been reused.
+                let leftovers = ProcessGroupMembers.living(in: script.processGroup, except: script.pid)
+                if leftovers.isEmpty {
+                    return Outcome(scriptExitCode: script.reap(), endingSignal: endingSignal)
+                }
+                if let killedAt {
+                    if ContinuousClock.now - killedAt >= killGracePeriod {
+                        logger.error("Processes \(leftovers) of the process group did not die after SIGKILL")
+                        return Outcome(scriptExitCode: script.reap(), endingSignal: endingSignal)
+                    }
+                } else if !stopping {
+                    // They could keep files on the PST open (blocking the
+                    // read-only remount) or go on writing after the session.
+                    logger.info("The process exited, leaving \(leftovers.count) process(es) in its group; stopping them")
+                    stop(with: SIGTERM)
+                }
+                // Otherwise they had their SIGTERM with the script; SIGKILL
+                // follows when the grace period is over, as for the script.
+                recheck = true
             }
             if watchingSession && sessionReadable, let reason = session.readAvailable() {
                 logger.error("PST write access was revoked (\(reason)); stopping the process")
@@ -54,12 +94,20 @@ struct ScriptSupervision {
             }
             var entries = [pollfd(fd: signals.descriptor, events: Int16(POLLIN), revents: 0)]
             if watchingSession { entries.append(pollfd(fd: session.descriptor, events: Int16(POLLIN), revents: 0)) }
-            let ready = Glibc.poll(&entries, nfds_t(entries.count), killDeadline.map(BlockingSession.pollTimeout(until:)) ?? -1)
+            var wakeUp = killDeadline
+            if recheck { wakeUp = min(wakeUp ?? .now + Self.leftoverRecheck, .now + Self.leftoverRecheck) }
+            let ready = Glibc.poll(&entries, nfds_t(entries.count), wakeUp.map(BlockingSession.pollTimeout(until:)) ?? -1)
             guard ready > 0 else { continue }  // a timeout or EINTR: look again
             while let number = signals.next() {
                 guard number != SIGCHLD else { continue }
-                logger.info("Got signal \(number); passing it on to the process")
-                stop(with: number)
+                if Self.passedOn.contains(number) {
+                    logger.info("Got signal \(number); passing it on to the process")
+                    stop(with: number)
+                } else {
+                    logger.info("Got signal \(number); stopping the process with SIGTERM")
+                    stop(with: SIGTERM)
+                }
+                endingSignal = endingSignal ?? number
             }
             sessionReadable = watchingSession && entries[1].revents != 0
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import Logging
 import PersistentStorageDaemon
 import PersistentStorageMount
@@ -17,22 +18,22 @@ struct KvmdPst: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The Unix socket to listen on (default \(DaemonConfiguration.defaultSocketPath)).", valueName: "path"))
     var socket: String?
 
-    @Option(name: .long, help: ArgumentHelp("The socket's file mode, octal (default 0660).", valueName: "mode"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("The socket's file mode, octal, at most 0777 (default 0660).", valueName: "mode"))
     var socketMode: String?
 
     @Option(name: .long, help: ArgumentHelp("The socket's group; its members may use the daemon (default \(DaemonConfiguration.conventionalSocketGroup) if it exists; \"\" for none).", valueName: "group"))
     var socketGroup: String?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds between WebSocket pings; 0 turns them off (default 15).", valueName: "seconds"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Seconds between WebSocket pings: \(SettingRange.heartbeat.allowed) (default 15).", valueName: "seconds"))
     var heartbeat: String?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds between attempts to remount read-only while it is busy (default 10).", valueName: "seconds"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Seconds between attempts to remount read-only while it is busy: \(SettingRange.readOnlyRetryDelay.allowed) (default 10).", valueName: "seconds"))
     var roRetriesDelay: String?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds clients get at shutdown before the remount to read-only (default 3).", valueName: "seconds"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Seconds clients get at shutdown before the remount to read-only: \(SettingRange.readOnlyCleanupDelay.allowed) (default 3).", valueName: "seconds"))
     var roCleanupDelay: String?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds shutdown keeps retrying a busy read-only remount before it exits non-zero, saying the storage is left read-write (default 10).", valueName: "seconds"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Seconds shutdown keeps retrying a busy read-only remount before it exits non-zero, saying the storage is left read-write: \(SettingRange.stopTimeout.allowed) (default 10).", valueName: "seconds"))
     var stopTimeout: String?
 
     @Option(name: .long, help: ArgumentHelp("Remount by running this command, {mode} replaced by rw or ro (split on spaces), instead of in-process.", valueName: "command"))
@@ -44,17 +45,38 @@ struct KvmdPst: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("What clients get as the data path: 'data' (ROOT/data) or 'root' (ROOT) (default data).", valueName: "layout"))
     var dataLayout: String?
 
-    @Option(name: .long, help: ArgumentHelp("The most sessions open at once (default 100).", valueName: "count"))
-    var maxSessions: Int?
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("The most sessions open at once: \(SettingRange.maxSessions.allowed) (default 100).", valueName: "count"))
+    var maxSessions: String?
 
-    @Option(name: .long, help: ArgumentHelp("The most connections open at once that are not sessions; past it the oldest is closed (default 1000).", valueName: "count"))
-    var maxConnections: Int?
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("The most connections open at once that are not sessions; past it the oldest is closed: \(SettingRange.maxConnections.allowed) (default 1000).", valueName: "count"))
+    var maxConnections: String?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds a connection may take to send a whole request, or stay idle, before it is closed (default 30).", valueName: "seconds"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Seconds a connection may take to send a whole request, or stay idle, before it is closed: \(SettingRange.httpTimeout.allowed) (default 30).", valueName: "seconds"))
     var httpTimeout: String?
 
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
+
+    /// The exit status of every usage error, a bad option or a configuration
+    /// value out of range: 2, as for kvmd-pstrun and kvmd-helper-pst-remount
+    /// (Documentation/Configuration.md), rather than ArgumentParser's 64.
+    static let usageErrorExitCode: Int32 = 2
+
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
+            let bytes = Array((fullMessage(for: error) + "\n").utf8)
+            _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+            Glibc.exit(usageErrorExitCode)
+        }
+    }
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -68,7 +90,7 @@ struct KvmdPst: AsyncParsableCommand {
             configuration = try makeConfiguration()
         } catch {
             logger.critical("\(error)")
-            throw ExitCode(2)
+            throw ExitCode(Self.usageErrorExitCode)
         }
         do {
             try await PersistentStorageDaemon(configuration: configuration, logger: logger).runUntilTerminated()
@@ -91,10 +113,10 @@ struct KvmdPst: AsyncParsableCommand {
             do { return try ConfigurationValue.octalMode(text) } catch { throw DaemonConfigurationError("--socket-mode: \(error)") }
         }
         flags.socketGroup = socketGroup
-        flags.heartbeat = try heartbeat.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--heartbeat") }
-        flags.readOnlyRetryDelay = try roRetriesDelay.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--ro-retries-delay") }
-        flags.readOnlyCleanupDelay = try roCleanupDelay.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--ro-cleanup-delay") }
-        flags.stopTimeout = try stopTimeout.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--stop-timeout") }
+        flags.heartbeat = try heartbeat.map { text throws(DaemonConfigurationError) in try SettingRange.heartbeat.seconds(from: text, name: "--heartbeat") }
+        flags.readOnlyRetryDelay = try roRetriesDelay.map { text throws(DaemonConfigurationError) in try SettingRange.readOnlyRetryDelay.seconds(from: text, name: "--ro-retries-delay") }
+        flags.readOnlyCleanupDelay = try roCleanupDelay.map { text throws(DaemonConfigurationError) in try SettingRange.readOnlyCleanupDelay.seconds(from: text, name: "--ro-cleanup-delay") }
+        flags.stopTimeout = try stopTimeout.map { text throws(DaemonConfigurationError) in try SettingRange.stopTimeout.seconds(from: text, name: "--stop-timeout") }
         flags.remountCommand = remountCommand.map(ConfigurationValue.commandLine)
         flags.fstabPath = fstab
         flags.dataLayout = try dataLayout.map { text throws(DaemonConfigurationError) in
@@ -103,9 +125,9 @@ struct KvmdPst: AsyncParsableCommand {
             }
             return layout
         }
-        flags.maxSessions = maxSessions
-        flags.maxConnections = maxConnections
-        flags.httpTimeout = try httpTimeout.map { text throws(DaemonConfigurationError) in try ConfigurationValue.seconds(text, name: "--http-timeout") }
+        flags.maxSessions = try maxSessions.map { text throws(DaemonConfigurationError) in try SettingRange.maxSessions.count(from: text, name: "--max-sessions") }
+        flags.maxConnections = try maxConnections.map { text throws(DaemonConfigurationError) in try SettingRange.maxConnections.count(from: text, name: "--max-connections") }
+        flags.httpTimeout = try httpTimeout.map { text throws(DaemonConfigurationError) in try SettingRange.httpTimeout.seconds(from: text, name: "--http-timeout") }
         configuration.apply(flags)
         try configuration.validate()
         return configuration

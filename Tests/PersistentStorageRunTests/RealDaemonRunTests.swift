@@ -70,6 +70,41 @@ struct RealDaemonRunTests {
         #expect(finished.standardError.contains("ERROR -- no PST daemon at /nonexistent/pst.sock"))
     }
 
+    @Test("a daemon with as many sessions as it takes (503): exit 1, the script never ran, and the log says why")
+    func fullDaemon() async throws {
+        try await withStorageDaemon(extraArguments: ["--max-sessions", "1"]) { fixture, daemon in
+            let held = try await Self.loopingScript(on: daemon, trap: ":")
+            let marker = fixture.directory + "/second-ran"
+            let finished = await (try RunningPstRun(socketPath: daemon.socketPath, command: ["/bin/sh", "-c", "touch \(marker)"])).finish()
+            #expect(finished.status == 1)
+            #expect(access(marker, F_OK) != 0, "the script ran")
+            #expect(finished.standardError.contains(
+                "ERROR -- the PST daemon at \(daemon.socketPath) cannot take a session now (503 Service Unavailable"), "\(finished.standardError)")
+            #expect(!finished.standardError.contains("broke the protocol"))
+            kill(held.process.processIdentifier, SIGTERM)
+            _ = await held.finish()
+        }
+    }
+
+    @Test("a user the daemon does not serve (403): exit 1, the script never ran, and the log says who may",
+          .enabled(if: SystemCommand.exists("setpriv")))
+    func forbiddenUser() async throws {
+        // 0666 lets nobody connect; the daemon's peer check answers 403.
+        try await withStorageDaemon(extraArguments: ["--socket-mode", "0666"]) { fixture, daemon in
+            chmod(fixture.directory, 0o755)  // for nobody to reach the socket inside
+            let marker = fixture.directory + "/outsider-ran"
+            let finished = try await SystemCommand.execute([
+                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                BuiltProducts.path(of: "kvmd-pstrun"), "--socket", daemon.socketPath, "--", "/bin/sh", "-c", "touch \(marker)",
+            ])
+            #expect(finished.status == 1)
+            #expect(access(marker, F_OK) != 0, "the script ran")
+            #expect(finished.standardError.contains("ERROR -- the PST daemon at \(daemon.socketPath) refused this user (403 Forbidden)"),
+                    "\(finished.standardError)")
+            #expect(!finished.standardError.contains("broke the protocol"))
+        }
+    }
+
     /// A `kvmd-pstrun` whose script sets `trap`, says it started, and loops
     /// until a signal ends it; returned once it has started.
     private static func loopingScript(on daemon: DaemonProcess, trap: String) async throws -> RunningPstRun {
@@ -93,7 +128,7 @@ struct RealDaemonRunTests {
         }
     }
 
-    @Test("SIGTERM or SIGHUP to kvmd-pstrun is passed on to the script, and the storage is RO after", arguments: [
+    @Test("SIGTERM or SIGHUP to kvmd-pstrun is passed on to the script, kvmd-pstrun exits 128+N, and the storage is RO after", arguments: [
         (SIGTERM, "TERM"), (SIGHUP, "HUP"),
     ])
     func signalForwarded(signal: Int32, name: String) async throws {
@@ -101,8 +136,9 @@ struct RealDaemonRunTests {
             let run = try await Self.loopingScript(on: daemon, trap: "trap 'echo got-\(name); exit 9' \(name)")
             kill(run.process.processIdentifier, signal)
             let finished = await run.finish()
-            #expect(finished.status == 9)
+            #expect(finished.status == 128 + signal)
             #expect(finished.standardOutput.contains("got-\(name)"))
+            #expect(finished.standardError.contains("Process finished: returncode=9"))
             #expect(finished.standardError.contains("Got signal \(signal); passing it on to the process"))
             #expect(await eventually { fixture.state == .readOnly })
         }

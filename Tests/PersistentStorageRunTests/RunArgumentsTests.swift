@@ -47,19 +47,35 @@ struct RunArgumentsTests {
         #expect(usageError(["--bogus", "--", "true"]) == "Unknown option '--bogus'")
         #expect(usageError(["--timeout", "x", "--", "true"]) == "The value 'x' is invalid for '--timeout <seconds>'")
         #expect(usageError(["--timeout", "nan", "--", "true"]) == "The value 'nan' is invalid for '--timeout <seconds>'")
-        #expect(usageError(["--timeout=0", "true"]) == "--timeout must be positive")
+        #expect(usageError(["--timeout=0", "true"]) == "--timeout: 0.0 is out of range: use 0.001 to 86400 seconds")
         #expect(usageError(["--log-level", "loud", "true"]) == "The value 'loud' is invalid for '--log-level <level>'")
         #expect(usageError(["--socket="]) == "The value '' is invalid for '--socket <path>'")
         #expect(usageError(["--timeout"]) == "Missing value for '--timeout <seconds>'")
     }
 
-    @Test("the built kvmd-pstrun prints help on stdout, and usage errors on stderr with exit 64")
+    @Test("--timeout is refused outside 0.001 to 86400 seconds, negative and huge values included", arguments: [
+        "-1", "1e300", "1e18", "86401", "0.0001", "inf",
+    ])
+    func timeoutRange(value: String) {
+        let message = usageError(["--timeout", value, "--", "true"])
+        #expect(message?.hasSuffix("is out of range: use 0.001 to 86400 seconds") == true
+            || message == "The value '\(value)' is invalid for '--timeout <seconds>'", "\(message ?? "accepted")")
+    }
+
+    @Test("the built kvmd-pstrun exits 2 with the range for a huge --timeout, where it crashed (SIGILL) before", arguments: ["1e300", "1e18"])
+    func hugeTimeoutBuilt(value: String) throws {
+        let result = try SystemCommand.execute([BuiltProducts.path(of: "kvmd-pstrun"), "--timeout", value, "--", "true"])
+        #expect(result.status == 2, "\(result.standardError)")
+        #expect(result.standardError.contains("--timeout: \(Double(value)!) is out of range: use 0.001 to 86400 seconds"))
+    }
+
+    @Test("the built kvmd-pstrun prints help on stdout, and usage errors on stderr with exit 2")
     func builtExecutable() throws {
         let help = try SystemCommand.execute([BuiltProducts.path(of: "kvmd-pstrun"), "--help"])
         #expect(help.status == 0)
         #expect(help.standardOutput == RunArguments.helpText)
         let bad = try SystemCommand.execute([BuiltProducts.path(of: "kvmd-pstrun"), "--bogus", "--", "true"])
-        #expect(bad.status == 64)
+        #expect(bad.status == 2)
         #expect(bad.standardOutput.isEmpty)
         #expect(bad.standardError == RunArguments.usageErrorText("Unknown option '--bogus'"))
     }

@@ -95,10 +95,22 @@ struct WebSocketHandshakeTests {
         #expect(Self.key(in: all[0]) != Self.key(in: all[1]))
     }
 
-    @Test("a refusal names the daemon's status line", arguments: Client.allCases)
+    @Test("503 (full or stopping) and 403 (not allowed) are their own errors; another status names the daemon's status line", arguments: Client.allCases)
     func refused(client: Client) async throws {
-        let error = try await openError(client, answer: { _ in "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n" })
-        #expect(error == .protocolViolation("the daemon did not accept the WebSocket upgrade of GET /ws: 503 Service Unavailable"))
+        var error = try await openError(client, answer: { _ in "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n" })
+        guard case .daemonUnavailable(_, "Service Unavailable")? = error else {
+            Issue.record("503 gave \(String(describing: error))")
+            return
+        }
+        #expect(error?.description.contains("cannot take a session now (503 Service Unavailable") == true)
+        error = try await openError(client, answer: { _ in "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n" })
+        guard case .forbidden? = error else {
+            Issue.record("403 gave \(String(describing: error))")
+            return
+        }
+        #expect(error?.description.contains("refused this user (403 Forbidden)") == true)
+        error = try await openError(client, answer: { _ in "HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n" })
+        #expect(error == .protocolViolation("the daemon answered GET /ws with 418 I'm a teapot"))
     }
 
     @Test("a 101 with the wrong accept value is not a WebSocket", arguments: Client.allCases)
@@ -177,7 +189,7 @@ struct WebSocketHandshakeTests {
         var pair: [CInt] = [-1, -1]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair) == 0)
         defer { close(pair[0]) }
-        let request = WebSocketClientHandshake.Request(path: "/ws").bytes
+        let request = WebSocketClientHandshake.Request(path: "/ws", socketPath: "/test.sock").bytes
 
         // An empty socket takes all of it, and the peer reads it unchanged.
         #expect(DaemonEndpoint.sendAtOnce(request, on: pair[0]).readableBytes == 0)

@@ -58,6 +58,15 @@ int pst_signalfd_next(int fd);
 /// by it back. Signals still pending then take their actions.
 void pst_signalfd_close(int fd, const sigset_t *previous_mask);
 
+/// Fills `out` with the signals that would end the calling process now if
+/// another process sent them: those whose default action is to terminate it
+/// (with or without a core dump), the real-time ones included, and that are
+/// not ignored. SIGKILL and SIGSTOP, which cannot be caught, and the signals
+/// of a process's own faults (SIGSEGV, ...) are not among them. Returns how
+/// many were written (at most `capacity`). The real-time range (SIGRTMIN,
+/// SIGRTMAX) is a glibc function, not a constant, so Swift cannot spell it.
+int pst_signals_ending_process(int *out, int capacity);
+
 /// Turns off the terminal's suspend character (^Z), leaving everything else.
 /// Returns 0, or -1 with errno set.
 int pst_terminal_disable_suspend(int fd);

@@ -49,7 +49,7 @@ package final class BlockingSession {
         var reader = DaemonEventReader(logger: logger)
         let outcome: Result<StorageStatus, WriteAccessWait.Failure>
         do throws(PersistentStorageError) {
-            let request = WebSocketClientHandshake.Request(path: "/ws")
+            let request = WebSocketClientHandshake.Request(path: "/ws", socketPath: socketPath)
             let upgradeDeadline = ContinuousClock.now + timeout
             guard send(request.bytes, on: descriptor, until: upgradeDeadline) else {
                 throw PersistentStorageError.protocolViolation("the daemon closed the connection instead of answering GET /ws")
@@ -235,7 +235,7 @@ extension BlockingSession {
                 let problem = received.withUnsafeReadableBytes { bytes in
                     request.problem(withAnswerHead: UnsafeBufferPointer(rebasing: bytes.assumingMemoryBound(to: UInt8.self)[..<headLength]))
                 }
-                if let problem { throw .protocolViolation(problem) }
+                if let problem { throw problem }
                 received.moveReaderIndex(forwardBy: headLength)
                 return received
             }

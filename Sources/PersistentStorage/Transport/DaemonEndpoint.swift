@@ -28,8 +28,9 @@ struct DaemonEndpoint: Sendable {
     /// `unsentRequest`, for the pipeline to send.
     ///
     /// - Throws: a ``PersistentStorageError`` if connecting fails; the
-    ///   future's own error if it fails, after the channel has been closed.
-    ///   A cancelled caller's channel is closed, which fails that future.
+    ///   future's own error if it fails, after the channel has been closed;
+    ///   `CancellationError` if the caller is cancelled, at any point before
+    ///   the output is returned (the channel is closed then).
     func connect<Output: Sendable>(
         sending request: ByteBuffer = ByteBuffer(),
         _ initializer: @escaping @Sendable (_ channel: any Channel, _ unsentRequest: ByteBuffer) throws -> EventLoopFuture<Output>
@@ -37,6 +38,8 @@ struct DaemonEndpoint: Sendable {
         let deadline = ContinuousClock.now + timeout
         var pause = Duration.milliseconds(1)
         while true {
+            // Not even a socket for a caller that is cancelled already.
+            try Task.checkCancellation()
             let cancellation = ChannelCancellation()
             let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
             let output = NIOLoopBoundBox<EventLoopFuture<Output>?>.makeEmptyBox(eventLoop: eventLoop)
@@ -47,7 +50,11 @@ struct DaemonEndpoint: Sendable {
                 let bootstrap = ClientBootstrap(group: eventLoop)
                     .channelInitializer { channel in
                         eventLoop.makeCompletedFuture {
-                            cancellation.attach(channel)
+                            // Failing here, rather than closing the channel, is how
+                            // a channel is abandoned before NIO has registered it:
+                            // NIO closes it then, and registering a channel closed
+                            // under its feet is an assertion failure.
+                            try cancellation.attach(channel)
                             output.value = try initializer(channel, unsentRequest)
                         }
                     }
@@ -69,6 +76,11 @@ struct DaemonEndpoint: Sendable {
                 } onCancel: {
                     cancellation.cancel()
                 }
+            } catch where cancellation.isCancelled {
+                // Whatever closing the channel made fail ("I/O on closed
+                // channel", a refusal read into the missing answer), the
+                // caller's cancellation is the reason.
+                throw CancellationError()
             } catch let failure as ConnectFailure {
                 if let error = failure.error as? IOError, error.errnoCode == EAGAIN, ContinuousClock.now + pause < deadline {
                     // A full listen queue: a blocking connect(2) to a Unix socket
@@ -76,7 +88,6 @@ struct DaemonEndpoint: Sendable {
                     // EAGAIN at once. Wait the way a blocking client would, so
                     // that a burst of clients queues instead of failing.
                     try? await Task.sleep(for: pause)
-                    if Task.isCancelled { throw connectError(for: error) }
                     pause = min(pause * 2, .milliseconds(50))
                     continue
                 }
@@ -130,7 +141,7 @@ struct DaemonEndpoint: Sendable {
                 // means a stale socket file from a daemon that is gone.
                 return .daemonNotRunning(socketPath: socketPath)
             case EACCES, EPERM:
-                return .permissionDenied(socketPath: socketPath, socketGroup: socketGroupName())
+                return .permissionDenied(socketPath: socketPath, socketGroup: Self.socketGroupName(of: socketPath))
             default:
                 return .connectionFailed(socketPath: socketPath, reason: ioError.description)
             }
@@ -139,15 +150,17 @@ struct DaemonEndpoint: Sendable {
     }
 
     /// The group owning the socket, to name in a "permission denied" message.
-    private func socketGroupName() -> String? {
+    static func socketGroupName(of socketPath: String) -> String? {
         (try? FileManager.default.attributesOfItem(atPath: socketPath))?[.groupOwnerAccountName] as? String
     }
 }
 
 extension TimeAmount {
+    /// Saturating: a `Duration` beyond what fits in Int64 nanoseconds (292
+    /// years) is the longest `TimeAmount`, rather than an overflow trap.
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        self = .nanoseconds(Int64(clamping: Int128(seconds) * 1_000_000_000 + Int128(attoseconds / 1_000_000_000)))
     }
 }
 
@@ -160,13 +173,18 @@ private final class ChannelCancellation: Sendable {
     }
     private let state = Mutex(State())
 
-    func attach(_ channel: any Channel) {
+    /// Keeps `channel` to close on cancellation; throws `CancellationError`
+    /// if the caller is cancelled already, for the channel's initializer to
+    /// fail with.
+    func attach(_ channel: any Channel) throws(CancellationError) {
         let cancelled = state.withLock { state in
-            state.channel = channel
+            if !state.cancelled { state.channel = channel }
             return state.cancelled
         }
-        if cancelled { channel.close(promise: nil) }
+        if cancelled { throw CancellationError() }
     }
+
+    var isCancelled: Bool { state.withLock { $0.cancelled } }
 
     func cancel() {
         let channel = state.withLock { state in

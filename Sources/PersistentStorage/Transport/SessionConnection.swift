@@ -24,7 +24,7 @@ struct SessionConnection: Sendable {
         do {
             // The handshake and the wait for write access time themselves
             // out; a cancelled caller's channel is closed, which ends both.
-            let request = WebSocketClientHandshake.Request(path: "/ws")
+            let request = WebSocketClientHandshake.Request(path: "/ws", socketPath: endpoint.socketPath)
             let (channel, status) = try await endpoint.connect(sending: request.bytes) { channel, unsentRequest in
                 let upgraded = channel.eventLoop.makePromise(of: Void.self)
                 let writeAccess = channel.eventLoop.makePromise(of: StorageStatus.self)

@@ -13,7 +13,8 @@ enum StateRequest {
         /// `lastRemountError` is what swift-pst's daemon reports beside the
         /// reference's keys (`result.error`) while its last remount failed.
         case status(StorageStatus, lastRemountError: String?)
-        case failure(ErrorResult)
+        /// The daemon's error envelope, and the HTTP status it came with.
+        case failure(ErrorResult, statusCode: Int)
     }
 
     /// Bodies of `/state` are a few hundred bytes; anything far larger is not the daemon.
@@ -75,7 +76,7 @@ enum StateRequest {
             return .status(envelope.result, lastRemountError: lastError)
         }
         if !ok, let envelope = try? decoder.decode(ResponseEnvelope<ErrorResult>.self, from: data) {
-            return .failure(envelope.result)
+            return .failure(envelope.result, statusCode: Int(status.code))
         }
         throw .protocolViolation("GET /state answered \(status.code) with an envelope whose result has unexpected fields")
     }

@@ -25,8 +25,11 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
     struct Request: Sendable {
         let bytes: ByteBuffer
         let expectedAccept: String
+        /// The daemon's socket, to name in an error.
+        let socketPath: String
 
-        init(path: String) {
+        init(path: String, socketPath: String) {
+            self.socketPath = socketPath
             // Two draws of 64 bits: every draw is a getrandom(2) call.
             var generator = SystemRandomNumberGenerator()
             var keyBytes: [UInt8] = []
@@ -126,13 +129,13 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
             return
         }
         received = nil
-        let problem = buffer.withUnsafeReadableBytes { bytes -> String? in
+        let problem = buffer.withUnsafeReadableBytes { bytes -> PersistentStorageError? in
             self.request.problem(withAnswerHead: UnsafeBufferPointer(rebasing: bytes.assumingMemoryBound(to: UInt8.self)[..<headLength]))
         }
         var rest = buffer
         rest.moveReaderIndex(forwardBy: headLength)
         if let problem {
-            fail(.protocolViolation(problem), context: context)
+            fail(problem, context: context)
             return
         }
         done = true
@@ -177,20 +180,39 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
 }
 
 extension WebSocketClientHandshake.Request {
-    /// Why `head` is not an acceptance of the upgrade, or nil if it is.
+    /// Why `head` is not an acceptance of the upgrade, or nil if it is: a
+    /// refusal by status (``PersistentStorageError/refusal(statusCode:reason:socketPath:request:)``),
+    /// or a ``PersistentStorageError/protocolViolation(_:)``.
     ///
     /// Read as bytes, without a `String` until there is something to report:
     /// splitting the head into `Substring` lines was a twentieth of the
     /// client's CPU time per session, and an array of line slices was a
     /// generic type for a fresh process to instantiate
     /// (Documentation/Benchmarks.md).
-    func problem(withAnswerHead head: UnsafeBufferPointer<UInt8>) -> String? {
+    func problem(withAnswerHead head: UnsafeBufferPointer<UInt8>) -> PersistentStorageError? {
+        malformation(ofAnswerHead: head).map { problem in
+            switch problem {
+            case .refused(let statusCode, let reason):
+                .refusal(statusCode: statusCode, reason: reason, socketPath: socketPath, request: "GET /ws")
+            case .malformed(let detail):
+                .protocolViolation(detail)
+            }
+        }
+    }
+
+    private enum AnswerProblem {
+        /// A well-formed answer with another status than 101.
+        case refused(statusCode: Int, reason: String)
+        case malformed(String)
+    }
+
+    private func malformation(ofAnswerHead head: UnsafeBufferPointer<UInt8>) -> AnswerProblem? {
         var position = 0
         var firstLine: Range<Int>?
         repeat {
             firstLine = HTTPHeadScanning.nextLine(in: head, from: &position)
         } while firstLine?.isEmpty == true
-        guard let statusLine = firstLine else { return "the daemon's answer to GET /ws is empty" }
+        guard let statusLine = firstLine else { return .malformed("the daemon's answer to GET /ws is empty") }
         let text = { (range: Range<Int>) in String(decoding: head[range].prefix(80), as: UTF8.self) }
         // "HTTP/1.x", spaces, the code, and the reason after it.
         let lineEnd = statusLine.upperBound
@@ -198,10 +220,14 @@ extension WebSocketClientHandshake.Request {
         let codeStart = head[versionEnd..<lineEnd].firstIndex { $0 != UInt8(ascii: " ") } ?? lineEnd
         let codeEnd = head[codeStart..<lineEnd].firstIndex(of: UInt8(ascii: " ")) ?? lineEnd
         guard codeStart < codeEnd, head[statusLine.lowerBound..<versionEnd].starts(with: "HTTP/1.".utf8) else {
-            return "the daemon's answer to GET /ws is not HTTP: \(text(statusLine))"
+            return .malformed("the daemon's answer to GET /ws is not HTTP: \(text(statusLine))")
         }
         guard head[codeStart..<codeEnd].elementsEqual("101".utf8) else {
-            return "the daemon did not accept the WebSocket upgrade of GET /ws: \(text((versionEnd + 1)..<lineEnd))"
+            guard let statusCode = Int(text(codeStart..<codeEnd)) else {
+                return .malformed("the daemon's answer to GET /ws has no status code: \(text(statusLine))")
+            }
+            let reason = codeEnd < lineEnd ? text((codeEnd + 1)..<lineEnd) : ""
+            return .refused(statusCode: statusCode, reason: reason)
         }
         var upgrade = false
         var connection = false
@@ -219,10 +245,10 @@ extension WebSocketClientHandshake.Request {
             }
         }
         guard upgrade, connection else {
-            return "the daemon's 101 answer to GET /ws lacks Upgrade: websocket or Connection: Upgrade"
+            return .malformed("the daemon's 101 answer to GET /ws lacks Upgrade: websocket or Connection: Upgrade")
         }
         guard acceptIsRight == true else {
-            return "the daemon's 101 answer to GET /ws has a wrong Sec-WebSocket-Accept"
+            return .malformed("the daemon's 101 answer to GET /ws has a wrong Sec-WebSocket-Accept")
         }
         return nil
     }

@@ -42,29 +42,15 @@ extension DaemonConfiguration {
 
 /// Parses option values the way a user writes them.
 public enum ConfigurationValue {
-    /// A file mode in octal, as chmod(1) takes it: `660`, `0660` or `0o660`.
+    /// A socket's file mode in octal, as chmod(1) takes it: `660`, `0660` or
+    /// `0o660`, at most `0777` (a socket has no use for setuid, setgid or sticky bits).
     public static func octalMode(_ text: String) throws(DaemonConfigurationError) -> mode_t {
         var digits = Substring(text)
         if digits.hasPrefix("0o") || digits.hasPrefix("0O") { digits = digits.dropFirst(2) }
-        guard !digits.isEmpty, let value = mode_t(digits, radix: 8), value <= 0o7777 else {
-            throw DaemonConfigurationError("'\(text)' is not an octal file mode such as 0660")
+        guard !digits.isEmpty, let value = mode_t(digits, radix: 8), value <= 0o777 else {
+            throw DaemonConfigurationError("'\(text)' is not an octal file mode from 0 to 0777, such as 0660")
         }
         return value
-    }
-
-    /// Seconds as a decimal number (`15`, `0.5`), not negative.
-    public static func seconds(_ text: String, name: String) throws(DaemonConfigurationError) -> Duration {
-        guard let value = Double(text) else {
-            throw DaemonConfigurationError("\(name): '\(text)' is not a number of seconds")
-        }
-        return try seconds(value, name: name)
-    }
-
-    public static func seconds(_ value: Double, name: String) throws(DaemonConfigurationError) -> Duration {
-        guard value.isFinite, value >= 0, value < 1e9 else {
-            throw DaemonConfigurationError("\(name): \(value) is not a usable number of seconds")
-        }
-        return .milliseconds(Int64((value * 1000).rounded()))
     }
 
     /// A command line split on whitespace (no quoting: put arguments with

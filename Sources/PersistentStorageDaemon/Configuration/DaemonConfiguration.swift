@@ -71,21 +71,22 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if let socketGroup {
             try check(GroupMembers.id(named: socketGroup) != nil, "the socket group '\(socketGroup)' does not exist")
         }
-        try check(heartbeat >= .zero, "the heartbeat must not be negative")
-        try check(readOnlyRetryDelay > .zero, "the read-only retry delay must be positive")
-        try check(readOnlyCleanupDelay >= .zero, "the read-only cleanup delay must not be negative")
-        try check(stopTimeout >= .zero, "the stop timeout must not be negative")
+        // The same ranges as the command line and the file, for values set in code.
+        try SettingRange.heartbeat.check(heartbeat, name: "the heartbeat")
+        try SettingRange.readOnlyRetryDelay.check(readOnlyRetryDelay, name: "the read-only retry delay")
+        try SettingRange.readOnlyCleanupDelay.check(readOnlyCleanupDelay, name: "the read-only cleanup delay")
+        try SettingRange.stopTimeout.check(stopTimeout, name: "the stop timeout")
         if let remountCommand {
             try check(!remountCommand.isEmpty && !remountCommand[0].isEmpty, "the remount command is empty")
             try check(remountCommand.contains { $0.contains(CommandRemounter.modePlaceholder) },
                       "the remount command '\(remountCommand.joined(separator: " "))' has no {mode} placeholder")
         }
         try check(fstabPath.hasPrefix("/"), "the fstab path '\(fstabPath)' is not absolute")
-        try check(maxSessions > 0, "the maximum number of sessions must be at least 1")
-        try check(maxConnections > 0, "the maximum number of connections besides sessions must be at least 1")
+        _ = try SettingRange.maxSessions.check(Double(maxSessions), name: "the maximum number of sessions")
+        _ = try SettingRange.maxConnections.check(Double(maxConnections), name: "the maximum number of connections besides sessions")
         try check(maxFrameSize >= 1024, "the maximum frame size must be at least 1024 bytes")
         try check(maxRequestHeaderSize >= 1024, "the maximum request header size must be at least 1024 bytes")
-        try check(httpIdleTimeout > .zero, "the HTTP idle timeout must be positive")
+        try SettingRange.httpTimeout.check(httpIdleTimeout, name: "the HTTP idle timeout")
         try check(mountRecheckInterval >= .milliseconds(10), "the mount re-check interval must be at least 10 ms")
     }
 

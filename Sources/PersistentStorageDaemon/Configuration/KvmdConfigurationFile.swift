@@ -46,13 +46,13 @@ public enum KvmdConfigurationFile {
             overrides.socketMode = try fileMode(mode, source)
         }
         if let value = pst["heartbeat"] {
-            overrides.heartbeat = try seconds(value, "pst.heartbeat", source)
+            overrides.heartbeat = try seconds(value, "pst.heartbeat", .heartbeat, source)
         }
         if let value = pst["ro_retries_delay"] {
-            overrides.readOnlyRetryDelay = try seconds(value, "pst.ro_retries_delay", source)
+            overrides.readOnlyRetryDelay = try seconds(value, "pst.ro_retries_delay", .readOnlyRetryDelay, source)
         }
         if let value = pst["ro_cleanup_delay"] {
-            overrides.readOnlyCleanupDelay = try seconds(value, "pst.ro_cleanup_delay", source)
+            overrides.readOnlyCleanupDelay = try seconds(value, "pst.ro_cleanup_delay", .readOnlyCleanupDelay, source)
         }
         if let value = pst["remount_cmd"] {
             if case .sequence(let list) = value {
@@ -72,13 +72,15 @@ public enum KvmdConfigurationFile {
     }
 
     /// A plain (unquoted) decimal number, as YAML reads a float or an int.
-    private static func seconds(_ node: KvmdYAML.Node, _ key: String, _ source: String) throws(DaemonConfigurationError) -> Duration {
+    private static func seconds(
+        _ node: KvmdYAML.Node, _ key: String, _ range: SettingRange, _ source: String
+    ) throws(DaemonConfigurationError) -> Duration {
         guard case .scalar(let text, plain: true) = node,
-            !text.isEmpty, text.allSatisfy({ "0123456789.+-eE".contains($0) }), let value = Double(text)
+            !text.isEmpty, text.allSatisfy({ "0123456789.+-eE".contains($0) })
         else {
-            throw DaemonConfigurationError("\(source): \(key) must be a number of seconds")
+            throw DaemonConfigurationError("\(source): \(key) must be a number of seconds: \(range.allowed)")
         }
-        return try ConfigurationValue.seconds(value, name: "\(source): \(key)")
+        return try range.seconds(from: text, name: "\(source): \(key)")
     }
 
     /// `0o660` (how kvmd writes it) and `0660` are octal, as Python's YAML
@@ -88,9 +90,13 @@ public enum KvmdConfigurationFile {
             throw DaemonConfigurationError("\(source): pst.server.unix_mode must be a number")
         }
         if text.hasPrefix("0") && text.count > 1 {
-            return try ConfigurationValue.octalMode(text)
+            do {
+                return try ConfigurationValue.octalMode(text)
+            } catch {
+                throw DaemonConfigurationError("\(source): pst.server.unix_mode: \(error)")
+            }
         }
-        guard let value = mode_t(text), value <= 0o7777 else {
+        guard let value = mode_t(text), value <= 0o777 else {
             throw DaemonConfigurationError("\(source): pst.server.unix_mode '\(text)' is not a file mode")
         }
         return value

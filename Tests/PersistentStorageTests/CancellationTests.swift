@@ -1,0 +1,149 @@
+import Foundation
+import Glibc
+import PersistentStorage
+import PersistentStorageTestSupport
+import Testing
+
+/// Cancelling a call at each of its stages: it throws `CancellationError`
+/// (not an error of the connection its cancellation closed, and no crash in
+/// a debug build), and leaves no session open.
+@Suite("Cancellation at every stage", .serialized, .timeLimit(.minutes(1)))
+struct CancellationTests {
+    /// What `operation` throws when run in a task that cancels itself first
+    /// (nil if it does not throw).
+    private static func errorWhenCancelledFirst(_ operation: @escaping @Sendable () async throws -> Void) async -> (any Error)? {
+        await Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            do {
+                try await operation()
+                return nil
+            } catch {
+                return error
+            }
+        }.value
+    }
+
+    /// What `operation` throws when its task is cancelled once `started` yields.
+    private static func errorWhenCancelled(
+        after started: AsyncStream<Void>, _ operation: @escaping @Sendable () async throws -> Void
+    ) async -> (any Error)? {
+        let task = Task { try await operation() }
+        for await _ in started { break }
+        task.cancel()
+        do {
+            try await task.value
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    private static func noSessionLeft(_ storage: PersistentStorage, _ fixture: StorageFixture) async -> Bool {
+        await eventually {
+            guard fixture.state == .readOnly else { return false }
+            return (try? await storage.state().clients) == 0
+        }
+    }
+
+    @Test("cancelled before it connects: state(), openSession() and withWritableStorage() throw CancellationError, and no session opens",
+          .enabled(if: RealMounts.enabled))
+    func beforeConnecting() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            // Repeated: the old code raced the cancellation against the
+            // channel's set-up (an assertion failure in debug builds, or
+            // "I/O on closed channel").
+            for _ in 0..<20 {
+                let errors = [
+                    await Self.errorWhenCancelledFirst { _ = try await storage.state() },
+                    await Self.errorWhenCancelledFirst { await (try await storage.openSession()).close() },
+                    await Self.errorWhenCancelledFirst { try await storage.withWritableStorage { _ -> Void in Issue.record("the body ran") } },
+                ]
+                for error in errors { #expect(error is CancellationError, "\(String(describing: error))") }
+            }
+            #expect(await Self.noSessionLeft(storage, fixture))
+        }
+    }
+
+    @Test("cancelled while the daemon has not answered the upgrade or GET /state: CancellationError", arguments: ["GET /ws", "GET /state"])
+    func whileUpgrading(request: String) async throws {
+        let (received, receivedSink) = AsyncStream<Void>.makeStream()
+        // A daemon that reads the request and never answers.
+        try await CannedAnswerServer.withServer(answer: { _ in receivedSink.yield(); return nil }) { socketPath in
+            let storage = PersistentStorage(socketPath: socketPath, timeout: .seconds(30))
+            let error = await Self.errorWhenCancelled(after: received) {
+                if request == "GET /ws" {
+                    try await storage.withWritableStorage { _ -> Void in Issue.record("the body ran") }
+                } else {
+                    _ = try await storage.state()
+                }
+            }
+            #expect(error is CancellationError, "\(String(describing: error))")
+        }
+    }
+
+    @Test("cancelled while the daemon remounts read-write for it: CancellationError, and no session is left once the remount is done",
+          .enabled(if: RealMounts.enabled))
+    func whileWaitingForWriteAccess() async throws {
+        try await withStorageFixture { fixture in
+            // A remount command that, while the gate file exists, says it has
+            // started and waits for the gate to go before remounting.
+            let gate = fixture.directory + "/gate"
+            let started = fixture.directory + "/remount-started"
+            let script = fixture.directory + "/gated-remount.sh"
+            try """
+                #!/bin/sh
+                if [ "$1" = rw ] && [ -e \(gate) ]; then
+                    : > \(started)
+                    while [ -e \(gate) ]; do sleep 0.02; done
+                fi
+                exec mount -o remount,"$1" \(fixture.mountPath)
+
+                """.write(toFile: script, atomically: true, encoding: .utf8)
+            chmod(script, 0o755)
+            let socketPath = fixture.directory + "/pst.sock"
+            try await withDaemonProcess(
+                arguments: ["--fstab", fixture.fstabPath, "--socket", socketPath, "--ro-cleanup-delay", "0", "--socket-group", "",
+                            "--remount-command", "\(script) {mode}"],
+                socketPath: socketPath
+            ) { daemon in
+                defer { unlink(gate) }
+                let storage = PersistentStorage(socketPath: socketPath, timeout: .seconds(30))
+                #expect(FileManager.default.createFile(atPath: gate, contents: nil))
+                let (remounting, remountingSink) = AsyncStream<Void>.makeStream()
+                let watcher = Task {
+                    if await eventually(within: .seconds(10), { access(started, F_OK) == 0 }) { remountingSink.yield() }
+                    remountingSink.finish()
+                }
+                defer { watcher.cancel() }
+                let error = await Self.errorWhenCancelled(after: remounting) {
+                    try await storage.withWritableStorage { _ -> Void in Issue.record("the body ran") }
+                }
+                #expect(access(started, F_OK) == 0, "the remount never started")
+                #expect(error is CancellationError, "\(String(describing: error))")
+                unlink(gate)
+                #expect(await Self.noSessionLeft(storage, fixture))
+            }
+        }
+    }
+
+    @Test("cancelled while the body runs: CancellationError even when the body returns normally, and the session ends",
+          .enabled(if: RealMounts.enabled))
+    func whileTheBodyRuns() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let (started, startedSink) = AsyncStream<Void>.makeStream()
+            let error = await Self.errorWhenCancelled(after: started) {
+                let value = try await storage.withWritableStorage { _ in
+                    startedSink.yield()
+                    // A body that notices cancellation and returns rather than throwing.
+                    try? await Task.sleep(for: .seconds(60))
+                    return 42
+                }
+                Issue.record("returned \(value) to a cancelled caller")
+            }
+            #expect(error is CancellationError, "\(String(describing: error))")
+            #expect(await Self.noSessionLeft(storage, fixture))
+        }
+    }
+}
