@@ -11,6 +11,7 @@ import NIOCore
 import NIOPosix
 import PersistentStorageMount
 import ServiceLifecycle
+import UnixSignals
 
 /// Why the daemon could not start, or did not stop cleanly.
 public enum DaemonError: Error, CustomStringConvertible {
@@ -70,11 +71,16 @@ public struct PersistentStorageDaemon: Service {
         self.remounterOverride = remounter
     }
 
-    /// Runs until SIGTERM or SIGINT, then shuts down in order and returns.
+    /// The signals that shut the daemon down gracefully: SIGTERM and SIGINT,
+    /// and the others whose default action would kill it on the spot and
+    /// leave the storage writable (an administrator's `kill -HUP`, say).
+    public static let shutdownSignals: [UnixSignal] = [.sigterm, .sigint, .sighup, .sigusr1, .sigusr2, .sigalrm]
+
+    /// Runs until one of ``shutdownSignals``, then shuts down in order and returns.
     public func runUntilTerminated() async throws {
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: self)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
+            gracefulShutdownSignals: Self.shutdownSignals,
             logger: logger))
         try await group.run()
     }
@@ -86,8 +92,14 @@ public struct PersistentStorageDaemon: Service {
         } catch {
             throw DaemonError.configuration(error)
         }
-        // Writes to a peer that has gone must fail with EPIPE, not kill the daemon.
-        signal(SIGPIPE, SIG_IGN)
+        // Writes to a peer that has gone must fail with EPIPE, not kill the
+        // daemon; nor may the other signals whose default is to end the
+        // process and that nobody has a reason to send it (the ones that
+        // someone might send shut it down gracefully: `shutdownSignals`).
+        // Children start with every signal at its default (CSystemShims).
+        for number in [SIGPIPE, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSTKFLT, SIGXCPU, SIGXFSZ] {
+            signal(number, SIG_IGN)
+        }
         // glibc gives each thread that allocates its own arena (up to 8 per
         // core), and heap freed in one is not reused by the others. The
         // daemon has a handful of threads and needs no allocation
@@ -117,17 +129,27 @@ public struct PersistentStorageDaemon: Service {
             logger.warning("ignored \(issue)")
         }
         let location = discovery.location
+        // A second daemon on another socket must not remount the storage
+        // under this one's sessions either.
+        do {
+            try instanceLock.claimStorage(mountPath: location.mountPath)
+        } catch {
+            throw DaemonError.instance(error)
+        }
         let dataPath = location.dataPath(for: configuration.dataLayout)
         logger.info("persistent storage: \(location.mountPath) (from \(configuration.fstabPath):\(discovery.line)), data: \(dataPath)")
 
         let remounter = remounterOverride ?? makeRemounter(for: location)
         // One event loop serves every connection, and the controller runs on it too.
         let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let storage = MountedStorage(mountPath: location.mountPath, fstabPath: configuration.fstabPath)
         let controller = RemountController(
             settings: .init(
                 mountPath: location.mountPath, dataPath: dataPath,
                 readOnlyRetryDelay: configuration.readOnlyRetryDelay, maxSessions: configuration.maxSessions),
             remounter: remounter,
+            mountState: { _ in storage.state() },
+            storageBeneathIsWritable: { storage.storageIsWritable() },
             statusObserver: { status in
                 notifier.status(
                     "\(status.clients) session(s), storage \(status.data.writeAllowed ? "read-write" : "read-only")")

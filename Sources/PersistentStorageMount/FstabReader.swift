@@ -6,6 +6,7 @@ public enum StorageDiscoveryError: Error, Equatable, CustomStringConvertible {
     case fstabUnreadable(path: String, reason: String)
     case noEntry(path: String, skippedLines: [FstabLineIssue])
     case relativePath(path: String, line: Int, value: String)
+    case rootOutsideMount(path: String, line: Int, root: String, mountPath: String)
 
     public var description: String {
         switch self {
@@ -19,6 +20,8 @@ public enum StorageDiscoveryError: Error, Equatable, CustomStringConvertible {
             return text
         case .relativePath(let path, let line, let value):
             return "\(path):\(line): the PST path '\(value)' is not absolute"
+        case .rootOutsideMount(let path, let line, let root, let mountPath):
+            return "\(path):\(line): the PST root '\(root)' is not inside the mount \(mountPath) (or contains '.' or '..')"
         }
     }
 }
@@ -104,6 +107,13 @@ public struct FstabReader: Sendable {
             let root = optionValue("X-kvmd.pst-root", in: options).flatMap { $0.isEmpty ? nil : $0 } ?? mountPath
             for value in [mountPath, root] where !value.hasPrefix("/") {
                 throw .relativePath(path: path, line: lineNumber, value: value)
+            }
+            // The fix step runs as root below the root: it must be the mount
+            // point or inside it, so that it cannot reach anything else.
+            do {
+                _ = try StorageFix.components(of: normalized(root), below: normalized(mountPath))
+            } catch {
+                throw .rootOutsideMount(path: path, line: lineNumber, root: root, mountPath: normalized(mountPath))
             }
             let location = StorageLocation(
                 source: libmountString(mnt_fs_get_source(fs)) ?? "",

@@ -7,6 +7,10 @@ public enum MountState: String, Sendable, Equatable, CustomStringConvertible {
     case notMounted = "not mounted"
     case readOnly = "read-only"
     case readWrite = "read-write"
+    /// Something else is mounted over the storage's mount point (another
+    /// filesystem, or a bind mount of a directory): it is not the storage,
+    /// and nothing may be remounted or changed there.
+    case otherFilesystem = "another filesystem is mounted over it"
     /// The filesystem hit an error and the kernel stopped all writing to it
     /// (`errors=remount-ro`). ext4 may do this without marking the mount
     /// read-only (`emergency_ro` in its options; `statvfs` then still says
@@ -28,15 +32,21 @@ public struct MountedFilesystem: Sendable, Equatable {
     public var vfsOptions: String
     /// Superblock options (`errors=remount-ro,data=journal`).
     public var filesystemOptions: String
+    /// The device the filesystem is on (`st_dev` of everything in it).
+    public var device: UInt64 = 0
+    /// The directory of that filesystem the mount shows: `/` for a whole
+    /// filesystem, another path for a bind mount of a part of it.
+    public var root: String = "/"
 
-    /// What the options say: the per-mount `ro`/`rw` first, then the
-    /// superblock's (the kernel marks only the superblock when it stops
-    /// writing after an error).
+    /// What the options say. Either the mount or its superblock may be
+    /// read-only on its own (a remount through the new mount API may set
+    /// only the superblock's flag); `emergency_ro` in the superblock's
+    /// options is ext4 stopping all writes after an error.
     public var state: MountState {
         let filesystem = filesystemOptions.split(separator: ",")
         if filesystem.contains("emergency_ro") { return .readOnlyAfterErrors }
-        if vfsOptions.split(separator: ",").contains("ro") { return .readOnly }
-        return filesystem.contains("ro") ? .readOnlyAfterErrors : .readWrite
+        if vfsOptions.split(separator: ",").contains("ro") || filesystem.contains("ro") { return .readOnly }
+        return .readWrite
     }
 
     /// Every option, per-mount first.
@@ -51,19 +61,25 @@ public enum MountTable {
     /// The filesystem mounted at `path` (the topmost, if several are stacked),
     /// or nil when `path` is not a mount point in this mount namespace.
     public static func filesystem(mountedAt path: String) -> MountedFilesystem? {
+        filesystems(mountedAt: path).last
+    }
+
+    /// Every filesystem mounted at `path`, the first mounted first: the
+    /// last one is on top, the one a path lookup reaches.
+    public static func filesystems(mountedAt path: String) -> [MountedFilesystem] {
         let table = LibMountTable()
-        guard mnt_table_parse_mtab(table.handle, "/proc/self/mountinfo") == 0 else { return nil }
+        guard mnt_table_parse_mtab(table.handle, "/proc/self/mountinfo") == 0 else { return [] }
         let wanted = canonicalPath(path)
-        // The last matching line is the mount on top, the one a path lookup reaches.
-        for fs in table.entries.reversed() where libmountString(mnt_fs_get_target(fs)) == wanted {
-            return MountedFilesystem(
+        return table.entries.filter { libmountString(mnt_fs_get_target($0)) == wanted }.map { fs in
+            MountedFilesystem(
                 source: libmountString(mnt_fs_get_source(fs)) ?? "",
                 target: wanted,
                 filesystemType: libmountString(mnt_fs_get_fstype(fs)) ?? "",
                 vfsOptions: libmountString(mnt_fs_get_vfs_options(fs)) ?? "",
-                filesystemOptions: libmountString(mnt_fs_get_fs_options(fs)) ?? "")
+                filesystemOptions: libmountString(mnt_fs_get_fs_options(fs)) ?? "",
+                device: UInt64(mnt_fs_get_devno(fs)),
+                root: libmountString(mnt_fs_get_root(fs)) ?? "/")
         }
-        return nil
     }
 
     /// The state of the mount at `mountPath`, from the mount table alone:

@@ -3,12 +3,16 @@ public enum StorageRemountError: Error, Equatable, CustomStringConvertible {
     case discovery(StorageDiscoveryError)
     case remount(RemountError)
     case fix(StorageFixError)
+    /// What is mounted at the mount point is not the storage.
+    case otherFilesystem(mountPath: String)
 
     public var description: String {
         switch self {
         case .discovery(let error): error.description
         case .remount(let error): error.description
         case .fix(let error): "remounted read-write, but \(error.description)"
+        case .otherFilesystem(let mountPath):
+            "another filesystem is mounted over the storage at \(mountPath); not remounting it (unmount it first)"
         }
     }
 }
@@ -41,6 +45,11 @@ public struct StorageRemount: Sendable {
     /// repaired (see ``StorageFix/apply()``).
     @discardableResult
     public func perform(_ mode: RemountMode, at location: StorageLocation) throws(StorageRemountError) -> [String] {
+        // A remount acts on whatever is on top at the mount point, and the
+        // fix step gives it to the storage's user: it must be the storage.
+        if MountedStorage(mountPath: location.mountPath, fstabPath: fstabPath).state() == .otherFilesystem {
+            throw .otherFilesystem(mountPath: location.mountPath)
+        }
         do {
             try KernelRemounter(fstabPath: fstabPath).remount(location.mountPath, to: mode)
         } catch {

@@ -95,4 +95,17 @@ struct ConfigurationTests {
         #expect(configuration.dataLayout == .dataSubdirectory)
         try configuration.validate()
     }
+
+    @Test("a NUL byte in a path or the remount command is refused by validation, before anything is touched (attack round)")
+    func nulBytes() throws {
+        var configuration = DaemonConfiguration()
+        configuration.apply(try KvmdConfigurationFile.parse("pst:\n    server:\n        unix: /tmp/a.sock\u{0}x\n"))
+        #expect(throws: DaemonConfigurationError("the socket path contains a NUL byte")) { try configuration.validate() }
+        configuration = DaemonConfiguration()
+        configuration.fstabPath = "/etc/fstab\u{0}"
+        #expect(throws: DaemonConfigurationError("the fstab path contains a NUL byte")) { try configuration.validate() }
+        configuration = DaemonConfiguration()
+        configuration.remountCommand = ["/bin/true\u{0}", "{mode}"]
+        #expect(throws: DaemonConfigurationError("the remount command contains a NUL byte")) { try configuration.validate() }
+    }
 }

@@ -78,4 +78,25 @@ struct KvmdYAMLTests {
         #expect(try KvmdConfigurationFile.parse("pst:\n  remount_cmd: sudo helper {mode}\n").remountCommand == ["sudo", "helper", "{mode}"])
         #expect { try KvmdConfigurationFile.parse("pst: 3\n") } throws: { String(describing: $0).contains("pst is not a mapping") }
     }
+
+    @Test("nesting thousands of levels deep is an error naming the line, not a crash (attack round)", arguments: [
+        "pst:\n    server: " + String(repeating: "[", count: 5000) + "\n",
+        "pst:\n    server: " + String(repeating: "{a: ", count: 20000) + "\n",
+        "pst:\n" + (1...200).map { String(repeating: " ", count: $0 * 2) + "k\($0):" }.joined(separator: "\n") + "\n",
+    ])
+    func deepNesting(text: String) throws {
+        do {
+            _ = try KvmdYAML.topLevelValue(of: "pst", in: text)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description.hasSuffix("lists and mappings nest more than 64 levels deep"), "\(error)")
+        }
+        #expect(throws: Never.self) { try KvmdYAML.topLevelValue(of: "pst", in: "pst:\n    server: " + String(repeating: "[", count: 60) + String(repeating: "]", count: 60) + "\n") }
+    }
+
+    @Test("a byte order mark before the first key is not part of it (attack round: the pst section was ignored)")
+    func byteOrderMark() throws {
+        let overrides = try KvmdConfigurationFile.parse("\u{FEFF}pst:\n    server:\n        unix: /tmp/bom.sock\n")
+        #expect(overrides.socketPath == "/tmp/bom.sock")
+    }
 }

@@ -145,6 +145,14 @@ struct FstabDiscoveryTests {
         #expect(error.description.hasSuffix(":1: the PST path 'relative/dir' is not absolute"))
     }
 
+    @Test("A PST root outside the mount point, or reached through '..', is refused with its line (attack round)", arguments: [
+        "/x/pst/../outside", "/x/outside", "/", "/x/pst/./sub",
+    ])
+    func rootOutsideTheMount(root: String) throws {
+        let error = try #require(discoveryError("/dev/sda1 /x/pst ext4 ro,X-kvmd.pst-root=\(root) 0 0\n"))
+        #expect(error.description.hasSuffix(":1: the PST root '\(root)' is not inside the mount /x/pst (or contains '.' or '..')"), "\(error)")
+    }
+
     @Test("Escaped spaces in the mount path are decoded")
     func octalEscapes() throws {
         let found = try discover("/dev/sda1 /mnt/my\\040pst ext4 ro,X-kvmd.pst-user=a 0 0\n")

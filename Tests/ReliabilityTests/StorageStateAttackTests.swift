@@ -87,7 +87,7 @@ extension Reliability {
                     try StorageFix(location: location).apply()
                     Issue.record("the fix step followed a symlinked root")
                 } catch {
-                    #expect("\(error)" == "cannot open the storage root \(fixture.mountPath)/root: it is a symbolic link, which is not followed")
+                    #expect("\(error)" == "\(fixture.mountPath)/root is a symbolic link, which is not followed")
                 }
                 victim.expectUntouched()
                 #expect(!FileManager.default.fileExists(atPath: victim.directory + "/data"))
@@ -95,21 +95,130 @@ extension Reliability {
             }
         }
 
-        @Test("A regular file where the data directory belongs is refused with a clear reason, not deleted, and nothing is left writable")
-        func fileInPlaceOfDataDirectory() async throws {
+        @Test("A client puts a file, FIFO, socket or looping link where the data directory belongs: the next session is still served; the thing is moved aside, never deleted (attack round: it locked every client out)", arguments: ["file", "fifo", "socket", "loop"])
+        func nonDirectoryInPlaceOfDataDirectory(kind: String) async throws {
             try await withReliabilityBed { bed in
+                let data = bed.fixture.dataPath
                 let session = try bed.openWritableSession()
-                try FileManager.default.removeItem(atPath: bed.fixture.dataPath)
-                try "a client's file".write(toFile: bed.fixture.dataPath, atomically: false, encoding: .utf8)
+                try FileManager.default.removeItem(atPath: data)
+                switch kind {
+                case "file": try "a client's file".write(toFile: data, atomically: false, encoding: .utf8)
+                case "fifo": #expect(mkfifo(data, 0o600) == 0)
+                case "socket": _ = try ListeningTestSocket(path: data)
+                default: #expect(symlink(data, data) == 0)
+                }
+                session.close()
+                #expect(await bed.settlesReadOnlyWithNoSession())
+
+                let next = try bed.openWritableSession()
+                next.close()
+                var info = stat()
+                #expect(lstat(data, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR, "the data directory is a directory again")
+                if kind == "loop" {
+                    #expect(bed.daemon.log.contains("\(data) was a symbolic link; removed it"))
+                } else {
+                    #expect(bed.daemon.log.contains("\(data) was a"), "\(bed.daemon.log)")
+                    #expect(bed.daemon.log.contains("moved it to \(data).moved-aside.1 and made a directory"))
+                    #expect(lstat(data + ".moved-aside.1", &info) == 0 && info.st_mode & S_IFMT != S_IFDIR)
+                    if kind == "file" {
+                        #expect(try String(contentsOfFile: data + ".moved-aside.1", encoding: .utf8) == "a client's file")
+                    }
+                }
+                #expect(await bed.settlesReadOnlyWithNoSession())
+            }
+        }
+
+        @Test("Another filesystem mounted over the mount point (a bind mount of an outside directory) is never remounted, re-owned or handed out; sessions are refused until it is gone (attack round)")
+        func otherFilesystemOverTheMountPoint() async throws {
+            try await withReliabilityBed { bed in
+                let victim = try Victim(in: bed.fixture.directory)
+                try await SystemCommand.run(["mount", "--bind", victim.directory, bed.fixture.mountPath])
+                var mounted = true
+                defer { if mounted { _ = try? SystemCommand.run(["umount", bed.fixture.mountPath]) } }
+                #expect(try await eventually(within: .seconds(3)) { (try bed.state()["error"] as? String)?.contains("another filesystem is mounted over the storage") == true })
+                let refused = try bed.openSession()
+                #expect(DaemonTestBed.writeAllowed(in: try BedEvents.next(on: refused)) == false)
+                refused.close()
+                let run = try await SystemCommand.execute([
+                    BuiltProducts.path(of: "kvmd-pstrun"), "--socket", bed.socketPath, "--", "/bin/sh", "-c", "touch \"$KVMD_PST_DATA/x\"",
+                ])
+                #expect(run.status == 1, "\(run.standardError)")
+                victim.expectUntouched()
+                #expect(!FileManager.default.fileExists(atPath: victim.directory + "/data"))
+                let counts = try bed.remounts()
+                #expect(counts.failed == 0 && counts.rw == 1, "no remount was even tried: \(counts)")
+                // The helper refuses too.
+                let helper = try await SystemCommand.execute([BuiltProducts.path(of: "kvmd-helper-pst-remount"), "--fstab", bed.fixture.fstabPath, "rw"])
+                #expect(helper.status == 1 && helper.standardError.contains("another filesystem is mounted over the storage"), "\(helper.standardError)")
+                victim.expectUntouched()
+
+                try await SystemCommand.run(["umount", bed.fixture.mountPath])
+                mounted = false
+                try await Task.sleep(for: .milliseconds(1200))
+                try bed.expectWellBehavedClientServed("once the other filesystem is gone")
+            }
+        }
+
+        @Test("A bind mount onto the data directory, or a root reached through a link inside the storage: the fix step does not leave the storage (attack round)")
+        func fixStepStaysInsideTheStorage() async throws {
+            try await withReliabilityBed { bed in
+                let victim = try Victim(in: bed.fixture.directory)
+                let session = try bed.openWritableSession()
+                try await SystemCommand.run(["mount", "--bind", victim.directory, bed.fixture.dataPath])
+                defer { _ = try? SystemCommand.run(["umount", bed.fixture.dataPath]) }
                 session.close()
                 #expect(await bed.settlesReadOnlyWithNoSession())
                 let refused = try bed.openSession()
-                let event = try BedEvents.next(on: refused)
-                #expect(DaemonTestBed.writeAllowed(in: event) == false)
+                #expect(DaemonTestBed.writeAllowed(in: try BedEvents.next(on: refused)) == false)
                 refused.close()
-                #expect(try (bed.state()["error"] as? String)?.contains("\(bed.fixture.dataPath) is a regular file, not a directory") == true)
-                #expect(await bed.settlesReadOnlyWithNoSession())
-                #expect(try String(contentsOfFile: bed.fixture.dataPath, encoding: .utf8) == "a client's file")
+                #expect(try (bed.state()["error"] as? String)?.contains("\(bed.fixture.dataPath) is another filesystem mounted inside the storage") == true)
+                victim.expectUntouched()
+            }
+            try await withStorageFixture { fixture in
+                let victim = try Victim(in: fixture.directory)
+                try fixture.remountExternally(.readWrite)
+                #expect(symlink(victim.directory, fixture.mountPath + "/link") == 0)
+                let location = StorageLocation(
+                    source: "", mountPath: fixture.mountPath, rootPath: fixture.mountPath + "/link/inner",
+                    user: "nobody", group: "nogroup")
+                #expect(throws: StorageFixError.self) { try StorageFix(location: location).apply() }
+                victim.expectUntouched()
+                try fixture.remountExternally(.readOnly)
+            }
+        }
+
+        @Test("A second daemon on another socket does not touch the storage the first one manages (attack round)")
+        func secondDaemonOnAnotherSocket() async throws {
+            try await withReliabilityBed { bed in
+                let session = try bed.openWritableSession()
+                defer { session.close() }
+                let before = try bed.remounts()
+                let other = try makeSocketDirectory()
+                defer { try? FileManager.default.removeItem(atPath: other) }
+                let exit = try await runDaemonToExit(["--fstab", bed.fixture.fstabPath, "--socket", other + "/b.sock", "--socket-group", ""])
+                #expect(exit.status == 1 && exit.criticalLines.count == 1, "\(exit)")
+                #expect(exit.log.contains("another kvmd-pst already manages the storage at \(bed.fixture.mountPath)"), "\(exit)")
+                #expect(bed.fixture.state == .readWrite)
+                #expect(try bed.remounts() == before)
+                #expect(try bed.clients() == 1)
+            }
+        }
+
+        @Test("SIGHUP, SIGUSR1, SIGUSR2 or SIGALRM to the daemon shut it down gracefully: read-only, exit 0; others are ignored (attack round: they killed it with the storage read-write)", arguments: [SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR])
+        func otherSignals(signal: Int32) async throws {
+            try await withReliabilityBed { bed in
+                let session = try bed.openWritableSession()
+                bed.daemon.terminate(signal: signal)
+                if [SIGHUP, SIGUSR1, SIGUSR2, SIGALRM].contains(signal) {
+                    #expect(try await bed.daemon.waitForExit() == 0, "\(bed.daemon.log)")
+                    #expect(bed.fixture.state == .readOnly)
+                    session.close()
+                } else {
+                    try await Task.sleep(for: .milliseconds(300))
+                    #expect(bed.daemon.isRunning)
+                    session.close()
+                    try bed.expectWellBehavedClientServed("after signal \(signal)")
+                }
             }
         }
 

@@ -84,4 +84,8 @@ int pst_limit_malloc_arenas(int count);
 /// Glibc module does not define.
 int pst_set_current_thread_name(const char *name);
 
+/// renameat2(2) with RENAME_NOREPLACE: fails with EEXIST instead of
+/// replacing whatever is at the new name. Returns 0, or -1 with errno set.
+int pst_rename_no_replace(int old_directory, const char *old_name, int new_directory, const char *new_name);
+
 #endif

@@ -63,6 +63,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
         func check(_ condition: Bool, _ message: @autoclosure () -> String) throws(DaemonConfigurationError) {
             if !condition { throw DaemonConfigurationError(message()) }
         }
+        // A NUL would cut the path short in every system call (the lock
+        // file then landed on the socket path itself).
+        for (name, path) in [("socket path", socketPath), ("fstab path", fstabPath)] {
+            try check(!path.utf8.contains(0), "the \(name) contains a NUL byte")
+        }
+        try check(!(remountCommand ?? []).contains { $0.utf8.contains(0) }, "the remount command contains a NUL byte")
         try check(socketPath.hasPrefix("/"), "the socket path '\(socketPath)' is not absolute")
         // sun_path holds 108 bytes; the socket is first bound under a staging
         // directory beside the final path, which adds 10.

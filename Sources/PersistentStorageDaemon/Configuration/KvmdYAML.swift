@@ -87,6 +87,9 @@ enum KvmdYAML {
 
     private static func significantLines(of text: String) throws(SyntaxError) -> [Line] {
         var lines: [Line] = []
+        // A byte order mark may start a YAML stream; it is not part of the
+        // first key (with it, `pst:` was not found and the section ignored).
+        let text = text.first == "\u{FEFF}" ? Substring(text.dropFirst()) : Substring(text)
         // "\r\n" is one Character in Swift, so a split on "\n" alone would not see it.
         let rawLines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
         for (offset, raw) in rawLines.enumerated() {
@@ -129,11 +132,23 @@ enum KvmdYAML {
 
     // MARK: - Blocks
 
+    /// How deep lists and mappings may nest. kvmd's files nest a handful of
+    /// levels; the parser recurses once per level, and thousands of levels
+    /// (`[[[[...`) overflowed the stack instead of failing with a message.
+    static let maximumDepth = 64
+
+    private static func checkDepth(_ depth: Int, line: Int) throws(SyntaxError) {
+        guard depth <= maximumDepth else {
+            throw SyntaxError(line: line, message: "lists and mappings nest more than \(maximumDepth) levels deep")
+        }
+    }
+
     /// A block node: the lines at the first line's indentation start its entries.
-    private static func parseBlock(_ lines: [Line]) throws(SyntaxError) -> Node {
+    private static func parseBlock(_ lines: [Line], depth: Int = 1) throws(SyntaxError) -> Node {
+        try checkDepth(depth, line: lines[0].number)
         let indent = lines[0].indent
         if lines[0].isSequenceEntry {
-            return try parseSequence(lines, indent: indent)
+            return try parseSequence(lines, indent: indent, depth: depth)
         }
         var entries: [Entry] = []
         var index = 0
@@ -152,9 +167,9 @@ enum KvmdYAML {
             let block = Array(lines[start..<index])
             let value: Node
             if rest.isEmpty {
-                value = block.isEmpty ? .scalar("", plain: true) : try parseBlock(block)
+                value = block.isEmpty ? .scalar("", plain: true) : try parseBlock(block, depth: depth + 1)
             } else {
-                value = try parseInline(rest, line: line.number)
+                value = try parseInline(rest, line: line.number, depth: depth)
                 guard block.isEmpty else {
                     throw SyntaxError(line: block[0].number, message: "a value on the key's line cannot continue on the next lines")
                 }
@@ -164,7 +179,7 @@ enum KvmdYAML {
         return .mapping(entries)
     }
 
-    private static func parseSequence(_ lines: [Line], indent: Int) throws(SyntaxError) -> Node {
+    private static func parseSequence(_ lines: [Line], indent: Int, depth: Int) throws(SyntaxError) -> Node {
         var items: [Node] = []
         var index = 0
         while index < lines.count {
@@ -178,12 +193,12 @@ enum KvmdYAML {
             while index < lines.count, lines[index].indent > indent { index += 1 }
             let block = Array(lines[start..<index])
             if rest.isEmpty {
-                items.append(block.isEmpty ? .scalar("", plain: true) : try parseBlock(block))
+                items.append(block.isEmpty ? .scalar("", plain: true) : try parseBlock(block, depth: depth + 1))
             } else {
                 guard block.isEmpty, entryColon(in: rest) == nil else {
                     throw SyntaxError(line: line.number, message: "only plain values are supported in this list")
                 }
-                items.append(try parseInline(rest, line: line.number))
+                items.append(try parseInline(rest, line: line.number, depth: depth))
             }
         }
         return .sequence(items)
@@ -198,7 +213,7 @@ enum KvmdYAML {
         while keyText.last == " " { keyText = keyText.dropLast() }
         let key: String
         if let quote = keyText.first, quote == "\"" || quote == "'" {
-            var reader = InlineReader(text: keyText, line: line.number)
+            var reader = InlineReader(text: keyText, line: line.number, depth: 0)
             guard case .scalar(let text, _) = try reader.value(), reader.atEnd else {
                 throw SyntaxError(line: line.number, message: "a key must be a string")
             }
@@ -236,8 +251,8 @@ enum KvmdYAML {
         return nil
     }
 
-    private static func parseInline(_ text: Substring, line: Int) throws(SyntaxError) -> Node {
-        var reader = InlineReader(text: text, line: line)
+    private static func parseInline(_ text: Substring, line: Int, depth: Int = 0) throws(SyntaxError) -> Node {
+        var reader = InlineReader(text: text, line: line, depth: depth)
         let value = try reader.value()
         guard reader.atEnd else { throw SyntaxError(line: line, message: "unexpected text after a value") }
         return value
@@ -250,10 +265,13 @@ enum KvmdYAML {
         let text: Substring
         let line: Int
         var index: Substring.Index
+        /// Levels of nesting around the current value.
+        var depth: Int
 
-        init(text: Substring, line: Int) {
+        init(text: Substring, line: Int, depth: Int) {
             self.text = text
             self.line = line
+            self.depth = depth
             index = text.startIndex
         }
 
@@ -304,6 +322,9 @@ enum KvmdYAML {
         }
 
         private mutating func sequence() throws(SyntaxError) -> Node {
+            depth += 1
+            defer { depth -= 1 }
+            try KvmdYAML.checkDepth(depth, line: line)
             index = text.index(after: index)
             var items: [Node] = []
             skipBlanks()
@@ -324,6 +345,9 @@ enum KvmdYAML {
         }
 
         private mutating func mapping() throws(SyntaxError) -> Node {
+            depth += 1
+            defer { depth -= 1 }
+            try KvmdYAML.checkDepth(depth, line: line)
             index = text.index(after: index)
             var entries: [Entry] = []
             skipBlanks()

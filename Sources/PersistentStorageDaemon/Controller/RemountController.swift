@@ -50,6 +50,9 @@ actor RemountController {
     private let readMountState: @Sendable (String) -> MountState
     /// The mount's state as last read; see the type's comment.
     private var mountState: MountState = .notMounted
+    /// Whether the storage is writable beneath another filesystem mounted
+    /// over it (``MountState/otherFilesystem``), which no remount can reach.
+    private let storageBeneathIsWritable: @Sendable () -> Bool
     /// Told whenever the status changes (systemd's `STATUS=` line).
     private let statusObserver: (@Sendable (StorageStatus) -> Void)?
     private var lastObservedStatus: StorageStatus?
@@ -79,6 +82,7 @@ actor RemountController {
         settings: Settings,
         remounter: any StorageRemounter,
         mountState: @escaping @Sendable (String) -> MountState = { MountTable.state(ofMountPoint: $0) },
+        storageBeneathIsWritable: @escaping @Sendable () -> Bool = { false },
         statusObserver: (@Sendable (StorageStatus) -> Void)? = nil,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
         logger: Logger
@@ -87,6 +91,7 @@ actor RemountController {
         self.settings = settings
         self.remounter = remounter
         self.readMountState = mountState
+        self.storageBeneathIsWritable = storageBeneathIsWritable
         self.mountState = mountState(settings.mountPath)
         self.statusObserver = statusObserver
         self.logger = logger
@@ -107,10 +112,15 @@ actor RemountController {
     private func refreshMountState() {
         let previous = mountState
         mountState = readMountState(settings.mountPath)
-        if mountState == .readOnlyAfterErrors && previous != .readOnlyAfterErrors {
+        guard mountState != previous else { return }
+        if mountState == .readOnlyAfterErrors {
             lastFailure = Self.filesystemErrorsMessage(settings.mountPath)
             logger.error("\(lastFailure!)")
-        } else if previous == .readOnlyAfterErrors && mountState != .readOnlyAfterErrors {
+        } else if mountState == .otherFilesystem {
+            lastFailure = "another filesystem is mounted over the storage at \(settings.mountPath); "
+                + "sessions are refused and nothing is remounted until it is unmounted"
+            logger.error("\(lastFailure!)")
+        } else if previous == .readOnlyAfterErrors || previous == .otherFilesystem {
             logger.notice("\(settings.mountPath) is \(mountState) again")
             lastFailure = nil
         }
@@ -218,6 +228,8 @@ actor RemountController {
         switch mountState {
         case .notMounted:
             throw RemountStartError("nothing is mounted at \(settings.mountPath); mount the storage (read-only) first")
+        case .otherFilesystem:
+            throw RemountStartError("another filesystem is mounted over the storage at \(settings.mountPath); unmount it first")
         case .readOnlyAfterErrors:
             // Serve, refusing sessions with the reason, until an admin repairs it.
             return
@@ -273,6 +285,9 @@ actor RemountController {
         let pause = min(settings.readOnlyRetryDelay, .milliseconds(250))
         while true {
             refreshMountState()
+            if mountState == .otherFilesystem && storageBeneathIsWritable() {
+                return "another filesystem is mounted over it, so it cannot be remounted"
+            }
             guard mountState == .readWrite else { return nil }
             if case .failure(let error) = await remount(to: .readOnly) {
                 refreshMountState()
@@ -301,7 +316,7 @@ actor RemountController {
         }
         while !isShuttingDown {
             refreshMountState()
-            if mountState == .readOnlyAfterErrors || mountState == .notMounted {
+            if mountState == .readOnlyAfterErrors || mountState == .notMounted || mountState == .otherFilesystem {
                 // No remount helps (see MountState); sessions hear `false`
                 // and the reason is in `GET /state`, once, not in a loop.
                 if mountState == .notMounted { lastFailure = "nothing is mounted at \(settings.mountPath)" }

@@ -21,6 +21,8 @@ public struct DaemonInstanceError: Error, Equatable, CustomStringConvertible {
 /// a live one accepts it.
 public final class DaemonInstanceLock {
     private var fd: Int32
+    /// The abstract socket that stands for the storage while this daemon manages it.
+    private var storageClaim: Int32 = -1
     public let path: String
 
     /// Claims `socketPath` for this process or throws saying who has it.
@@ -61,8 +63,46 @@ public final class DaemonInstanceLock {
         path = lockPath
     }
 
+    /// Claims the storage mounted at `mountPath`, so that a daemon on
+    /// another socket cannot manage it at the same time. The claim is a
+    /// name in the abstract socket namespace: it needs no writable
+    /// directory (the daemon may run unprivileged), no file can be planted
+    /// in its place, and the kernel frees it when the process dies.
+    public func claimStorage(mountPath: String) throws(DaemonInstanceError) {
+        let name = Self.storageClaimName(mountPath)
+        guard let address = UnixSocketAddress(path: name, abstract: true) else {
+            throw DaemonInstanceError("cannot claim the storage at \(mountPath): the name \(name) does not fit")
+        }
+        let claim = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard claim >= 0 else {
+            throw DaemonInstanceError("cannot claim the storage at \(mountPath): \(String(cString: strerror(errno)))")
+        }
+        guard address.withSocketAddress({ bind(claim, $0, $1) }) == 0 else {
+            let code = errno
+            close(claim)
+            if code == EADDRINUSE {
+                throw DaemonInstanceError("another kvmd-pst already manages the storage at \(mountPath) (on another socket); not starting a second one")
+            }
+            throw DaemonInstanceError("cannot claim the storage at \(mountPath): \(String(cString: strerror(code)))")
+        }
+        storageClaim = claim
+    }
+
+    /// `@kvmd-pst-storage:PATH`, or a hash of a path too long for a socket name.
+    static func storageClaimName(_ mountPath: String) -> String {
+        let name = "@kvmd-pst-storage:" + mountPath
+        guard name.utf8.count > 100 else { return name }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in mountPath.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return "@kvmd-pst-storage:#" + String(hash, radix: 16)
+    }
+
     /// Lets the next instance start. Safe to call more than once.
     public func release() {
+        if storageClaim >= 0 {
+            close(storageClaim)
+            storageClaim = -1
+        }
         guard fd >= 0 else { return }
         close(fd)
         fd = -1
