@@ -49,6 +49,19 @@ public struct MountedFilesystem: Sendable, Equatable {
         return .readWrite
     }
 
+    public init(
+        source: String, target: String, filesystemType: String, vfsOptions: String, filesystemOptions: String,
+        device: UInt64 = 0, root: String = "/"
+    ) {
+        self.source = source
+        self.target = target
+        self.filesystemType = filesystemType
+        self.vfsOptions = vfsOptions
+        self.filesystemOptions = filesystemOptions
+        self.device = device
+        self.root = root
+    }
+
     /// Every option, per-mount first.
     public var allOptions: [String] {
         (vfsOptions.split(separator: ",") + filesystemOptions.split(separator: ",")).map(String.init)

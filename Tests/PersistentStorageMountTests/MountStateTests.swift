@@ -45,3 +45,21 @@ struct MountStateTests {
         }
     }
 }
+
+/// The options alone, as the kernel can combine them.
+@Suite("Mount state from mount options")
+struct MountOptionStateTests {
+    @Test("Read-only in the mount or only in the superblock is read-only; only emergency_ro means errors", arguments: [
+        ("rw,nosuid", "rw,errors=remount-ro", MountState.readWrite),
+        ("ro,nosuid", "ro,errors=remount-ro", MountState.readOnly),
+        // A remount through the new mount API may set only the superblock's flag.
+        ("rw,nosuid", "ro,errors=remount-ro", MountState.readOnly),
+        ("ro,nosuid", "rw,errors=remount-ro", MountState.readOnly),
+        ("rw,nosuid", "rw,emergency_ro,errors=remount-ro", MountState.readOnlyAfterErrors),
+    ])
+    func optionsToState(vfs: String, filesystem: String, expected: MountState) {
+        let mounted = MountedFilesystem(
+            source: "/dev/loop0", target: "/pst", filesystemType: "ext4", vfsOptions: vfs, filesystemOptions: filesystem)
+        #expect(mounted.state == expected)
+    }
+}

@@ -54,8 +54,13 @@ final class PendingConnections: Sendable {
 
     /// `channel` is a session now: it no longer counts here.
     func remove(_ channel: any Channel) {
+        remove(ObjectIdentifier(channel))
+    }
+
+    /// The same, by the channel's identity (see `DaemonServer.configureConnection`).
+    func remove(_ channelID: ObjectIdentifier) {
         state.withLock { state in
-            state.members[ObjectIdentifier(channel)] = nil
+            state.members[channelID] = nil
             // Drop what leads the queue and has left, so the queue stays
             // about as long as the set.
             while let first = state.order.first, state.members[ObjectIdentifier(first.channel)] != first.number {
