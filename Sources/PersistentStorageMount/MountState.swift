@@ -7,6 +7,10 @@ public enum MountState: String, Sendable, Equatable, CustomStringConvertible {
     case notMounted = "not mounted"
     case readOnly = "read-only"
     case readWrite = "read-write"
+    /// Read-only at this mount, but the filesystem itself is writable
+    /// through another mount of it (a bind mount remounted read-write): it
+    /// must be made read-only like a writable one, and is no use to clients.
+    case writableElsewhere = "read-only here, but writable through another mount"
     /// Something else is mounted over the storage's mount point (another
     /// filesystem, or a bind mount of a directory): it is not the storage,
     /// and nothing may be remounted or changed there.
@@ -21,6 +25,10 @@ public enum MountState: String, Sendable, Equatable, CustomStringConvertible {
     public var description: String { rawValue }
 
     public var isWritable: Bool { self == .readWrite }
+
+    /// Whether anything can write to the filesystem now, through this mount
+    /// or another: what must not last without a session.
+    public var filesystemIsWritable: Bool { self == .readWrite || self == .writableElsewhere }
 }
 
 /// One line of the kernel's mount table (`/proc/self/mountinfo`).
@@ -38,15 +46,16 @@ public struct MountedFilesystem: Sendable, Equatable {
     /// filesystem, another path for a bind mount of a part of it.
     public var root: String = "/"
 
-    /// What the options say. Either the mount or its superblock may be
-    /// read-only on its own (a remount through the new mount API may set
-    /// only the superblock's flag); `emergency_ro` in the superblock's
+    /// What the options say. The mount and its superblock each have their
+    /// own flag: a read-only superblock stops every writer (a remount
+    /// through the new mount API may set only that one), a read-only mount
+    /// only those who write through it; `emergency_ro` in the superblock's
     /// options is ext4 stopping all writes after an error.
     public var state: MountState {
         let filesystem = filesystemOptions.split(separator: ",")
         if filesystem.contains("emergency_ro") { return .readOnlyAfterErrors }
-        if vfsOptions.split(separator: ",").contains("ro") || filesystem.contains("ro") { return .readOnly }
-        return .readWrite
+        if filesystem.contains("ro") { return .readOnly }
+        return vfsOptions.split(separator: ",").contains("ro") ? .writableElsewhere : .readWrite
     }
 
     public init(

@@ -54,7 +54,8 @@ struct MountOptionStateTests {
         ("ro,nosuid", "ro,errors=remount-ro", MountState.readOnly),
         // A remount through the new mount API may set only the superblock's flag.
         ("rw,nosuid", "ro,errors=remount-ro", MountState.readOnly),
-        ("ro,nosuid", "rw,errors=remount-ro", MountState.readOnly),
+        // Read-only here, but writable through a bind mount remounted read-write.
+        ("ro,nosuid", "rw,errors=remount-ro", MountState.writableElsewhere),
         ("rw,nosuid", "rw,emergency_ro,errors=remount-ro", MountState.readOnlyAfterErrors),
     ])
     func optionsToState(vfs: String, filesystem: String, expected: MountState) {

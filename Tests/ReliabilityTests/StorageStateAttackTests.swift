@@ -159,6 +159,41 @@ extension Reliability {
             }
         }
 
+        @Test("The filesystem made writable through a bind mount of it, with no session: made read-only again (second attack pass)")
+        func writableThroughABindMount() async throws {
+            try await withReliabilityBed { bed in
+                let bind = bed.fixture.directory + "/bind"
+                try FileManager.default.createDirectory(atPath: bind, withIntermediateDirectories: false)
+                try await SystemCommand.run(["mount", "--bind", bed.fixture.mountPath, bind])
+                defer { _ = try? SystemCommand.run(["umount", bind]) }
+                let before = try bed.remounts()
+                try await SystemCommand.run(["mount", "-o", "remount,rw", bind])
+                #expect(try await eventually(within: .seconds(3)) { try bed.remounts().ro > before.ro }, "\(bed.daemon.log)")
+                #expect(bed.daemon.log.contains("read-only here, but writable through another mount"))
+                #expect(!FileManager.default.createFile(atPath: bind + "/written-without-a-session", contents: nil))
+                #expect(try bed.writeAllowed() == false)
+                try bed.expectWellBehavedClientServed("after the bind mount was made read-only again")
+            }
+        }
+
+        @Test("Something mounted over the storage during a session: after the session, the state says the storage underneath is left read-write, and it is made read-only once that is unmounted (second attack pass)")
+        func otherFilesystemMountedDuringASession() async throws {
+            try await withReliabilityBed { bed in
+                let session = try bed.openWritableSession()
+                try await SystemCommand.run(["mount", "-t", "tmpfs", "-o", "ro", "pst-test-tmpfs", bed.fixture.mountPath])
+                var mounted = true
+                defer { if mounted { _ = try? SystemCommand.run(["umount", bed.fixture.mountPath]) } }
+                session.close()
+                #expect(try await eventually(within: .seconds(3)) {
+                    (try bed.state()["error"] as? String)?.contains("the storage underneath is still READ-WRITE") == true
+                }, "\(bed.daemon.log)")
+                #expect(try bed.writeAllowed() == false)
+                try await SystemCommand.run(["umount", bed.fixture.mountPath])
+                mounted = false
+                #expect(await bed.settlesReadOnlyWithNoSession(within: .seconds(3)))
+            }
+        }
+
         @Test("A bind mount onto the data directory, or a root reached through a link inside the storage: the fix step does not leave the storage (attack round)")
         func fixStepStaysInsideTheStorage() async throws {
             try await withReliabilityBed { bed in
@@ -256,7 +291,7 @@ extension Reliability {
                 #expect(await eventually(within: .seconds(3)) { bed.fixture.state == .readOnly })
                 #expect(try bed.writeAllowed() == false)
                 #expect(try await eventually { try bed.remounts().ro == before.ro + 1 })
-                #expect(bed.daemon.log.contains("was made read-write by someone else while no session is open; making it read-only again"))
+                #expect(bed.daemon.log.contains("was made read-write by someone else while no session is open (read-write); making it read-only again"))
             }
         }
 

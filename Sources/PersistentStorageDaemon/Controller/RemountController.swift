@@ -112,18 +112,30 @@ actor RemountController {
     private func refreshMountState() {
         let previous = mountState
         mountState = readMountState(settings.mountPath)
+        if mountState == .otherFilesystem {
+            // What is on top hides the storage from any remount: say so
+            // while the storage beneath stays writable with no session.
+            let message = Self.otherFilesystemMessage(
+                settings.mountPath, leftWritable: sessions.isEmpty && storageBeneathIsWritable())
+            if message != lastFailure {
+                lastFailure = message
+                logger.error("\(message)")
+            }
+            return
+        }
         guard mountState != previous else { return }
         if mountState == .readOnlyAfterErrors {
             lastFailure = Self.filesystemErrorsMessage(settings.mountPath)
-            logger.error("\(lastFailure!)")
-        } else if mountState == .otherFilesystem {
-            lastFailure = "another filesystem is mounted over the storage at \(settings.mountPath); "
-                + "sessions are refused and nothing is remounted until it is unmounted"
             logger.error("\(lastFailure!)")
         } else if previous == .readOnlyAfterErrors || previous == .otherFilesystem {
             logger.notice("\(settings.mountPath) is \(mountState) again")
             lastFailure = nil
         }
+    }
+
+    static func otherFilesystemMessage(_ mountPath: String, leftWritable: Bool) -> String {
+        "another filesystem is mounted over the storage at \(mountPath); sessions are refused and nothing is remounted until it is unmounted"
+            + (leftWritable ? "; the storage underneath is still READ-WRITE, and is made read-only as soon as that is unmounted" : "")
     }
 
     static func filesystemErrorsMessage(_ mountPath: String) -> String {
@@ -207,8 +219,8 @@ actor RemountController {
     /// must never stay writable without a session.
     func mountTableDidChange() {
         refreshMountState()
-        if mountState == .readWrite && sessions.isEmpty && remountTask == nil && readOnlyRetry == nil && !isShuttingDown {
-            logger.warning("\(settings.mountPath) was made read-write by someone else while no session is open; making it read-only again")
+        if mountState.filesystemIsWritable && sessions.isEmpty && remountTask == nil && readOnlyRetry == nil && !isShuttingDown {
+            logger.warning("\(settings.mountPath) was made read-write by someone else while no session is open (\(mountState)); making it read-only again")
             startRemounting()
         }
         publish()
@@ -233,16 +245,16 @@ actor RemountController {
         case .readOnlyAfterErrors:
             // Serve, refusing sessions with the reason, until an admin repairs it.
             return
-        case .readOnly, .readWrite:
+        case .readOnly, .readWrite, .writableElsewhere:
             break
         }
         if case .failure(let error) = await remount(to: .readWrite), Self.isFatalAtStart(error) {
             refreshMountState()
-            if mountState == .readWrite { await attemptRemount(to: .readOnly) }
+            if mountState.filesystemIsWritable { await attemptRemount(to: .readOnly) }
             throw RemountStartError("\(error)")
         }
         await attemptRemount(to: .readOnly)
-        if mountState == .readWrite && sessions.isEmpty {
+        if mountState.filesystemIsWritable && sessions.isEmpty {
             scheduleReadOnlyRetry()
         }
     }
@@ -288,10 +300,10 @@ actor RemountController {
             if mountState == .otherFilesystem && storageBeneathIsWritable() {
                 return "another filesystem is mounted over it, so it cannot be remounted"
             }
-            guard mountState == .readWrite else { return nil }
+            guard mountState.filesystemIsWritable else { return nil }
             if case .failure(let error) = await remount(to: .readOnly) {
                 refreshMountState()
-                guard mountState == .readWrite else { return nil }
+                guard mountState.filesystemIsWritable else { return nil }
                 // Cancelled, the sleep would return at once and this would spin.
                 if ContinuousClock.now + pause > deadline || Task.isCancelled { return "\(error)" }
                 try? await Task.sleep(for: pause)
@@ -325,12 +337,12 @@ actor RemountController {
             }
             let mountIsWritable = mountState == .readWrite
             if sessions.isEmpty {
-                guard mountIsWritable else { return }
+                guard mountState.filesystemIsWritable else { return }
                 guard await attemptRemount(to: .readOnly) else {
                     scheduleReadOnlyRetry()
                     return
                 }
-                if mountState == .readWrite {
+                if mountState.filesystemIsWritable {
                     logger.warning("the remount to read-only succeeded, but \(settings.mountPath) is still writable")
                     return
                 }
