@@ -37,6 +37,10 @@ public enum PersistentStorageError: Error, Sendable, Equatable, CustomStringConv
     case invalidSubdirectory(String, reason: String)
     /// The storage became writable but the (sub)directory could not be created.
     case cannotCreateDirectory(path: String, reason: String)
+    /// The data directory the daemon handed out is not a real directory (a
+    /// client with write access to its parent replaced it with a link):
+    /// nothing is written there.
+    case unsafeDataDirectory(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -71,6 +75,8 @@ public enum PersistentStorageError: Error, Sendable, Equatable, CustomStringConv
             "the PST daemon broke the protocol: \(detail)"
         case .invalidSubdirectory(let subdirectory, let reason):
             "invalid PST subdirectory \"\(subdirectory)\": \(reason)"
+        case .unsafeDataDirectory(let path, let reason):
+            "the PST data directory \(path) \(reason); not writing there (someone who may write its parent replaced it; the daemon repairs it at its next read-write remount)"
         case .cannotCreateDirectory(let path, let reason):
             "cannot create \(path) on the PST: \(reason)"
         }

@@ -60,6 +60,7 @@ public final class StorageSession: Sendable {
         let connection = try await WriteAccessWait.open(at: endpoint, logger: logger)
         do {
             let status = connection.firstWritableStatus
+            try DataDirectoryCheck.check(status.data.path)
             let url = StorageSubdirectory.resolve(subdirectory, in: status.data.path)
             if let subdirectory, let link = subdirectory.firstSymbolicLink(below: status.data.path) {
                 throw PersistentStorageError.invalidSubdirectory(

@@ -48,6 +48,13 @@ public struct ScriptRunner: Sendable {
         }
         // The daemon's path as it sent it: scripts and logs expect exactly that.
         let dataPath = session.initialStatus.data.path
+        do {
+            try DataDirectoryCheck.check(dataPath)
+        } catch {
+            logger.error("\(error)")
+            session.close()
+            return ScriptExit.didNotRun
+        }
         logger.info("PST write is allowed: \(dataPath)")
         logger.info("Running the process ...")
         let terminal = ForegroundTerminal.current()

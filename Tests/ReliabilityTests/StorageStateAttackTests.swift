@@ -74,6 +74,36 @@ extension Reliability {
             }
         }
 
+        @Test("The data directory swapped for a link while the storage is writable: kvmd-pstrun (as root) does not run its script, the library throws, nothing is written through the link (second attack pass)")
+        func dataDirectorySwappedWhileWritable() async throws {
+            try await withReliabilityBed { bed in
+                let victim = try Victim(in: bed.fixture.directory)
+                let holder = try bed.openWritableSession()
+                defer { holder.close() }
+                try FileManager.default.moveItem(atPath: bed.fixture.dataPath, toPath: bed.fixture.dataPath + ".old")
+                #expect(symlink(victim.directory, bed.fixture.dataPath) == 0)
+
+                let run = try await SystemCommand.execute([
+                    BuiltProducts.path(of: "kvmd-pstrun"), "--socket", bed.socketPath, "--",
+                    "/bin/sh", "-c", #"echo from-root > "$KVMD_PST_DATA/secret""#,
+                ])
+                #expect(run.status == 1, "\(run.standardError)")
+                #expect(run.standardError.contains("the PST data directory \(bed.fixture.dataPath) is a symbolic link, not a directory; not writing there"), "\(run.standardError)")
+                #expect(!run.standardError.contains("Running the process"))
+                #expect(try String(contentsOfFile: victim.file, encoding: .utf8) == "root's")
+
+                let storage = PersistentStorage(socketPath: bed.socketPath, timeout: .seconds(3))
+                do {
+                    try await storage.withWritableStorage { _ in Issue.record("the body ran") } as Void
+                    Issue.record("withWritableStorage wrote through a link")
+                } catch let error as PersistentStorageError {
+                    guard case .unsafeDataDirectory = error else { throw error }
+                }
+                victim.expectUntouched()
+                #expect(try bed.clients() == 1)
+            }
+        }
+
         @Test("A storage root that is a symlink (X-kvmd.pst-root) is refused, never followed")
         func symlinkedRoot() async throws {
             try await withStorageFixture { fixture in
