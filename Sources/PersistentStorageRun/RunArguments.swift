@@ -102,7 +102,8 @@ public struct RunArguments: Equatable, Sendable {
             guard !value.isEmpty else { return false }
             socketPath = value
         case .timeout:
-            guard let seconds = Double(value), seconds.isFinite else { return false }
+            // Decimal only: Double(_:) also reads hexadecimal ("0x10" is 16).
+            guard value.allSatisfy({ "0123456789.eE+-".contains($0) }), let seconds = Double(value), seconds.isFinite else { return false }
             timeout = seconds
         case .logLevel:
             guard let level = Logger.Level(rawValue: value) else { return false }

@@ -85,4 +85,10 @@ struct NumericOptionTests {
         configuration.httpIdleTimeout = .seconds(Int64.max)
         #expect(throws: DaemonConfigurationError.self) { try configuration.validate() }
     }
+
+    @Test("a hexadecimal number is not a number of seconds (second attack pass: 0x10 was 16)")
+    func hexadecimalRefused() {
+        #expect(throws: DaemonConfigurationError.self) { try SettingRange.heartbeat.seconds(from: "0x10", name: "--heartbeat") }
+        #expect(throws: Never.self) { try SettingRange.heartbeat.seconds(from: "1.5e1", name: "--heartbeat") }
+    }
 }

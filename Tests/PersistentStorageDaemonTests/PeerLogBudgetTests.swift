@@ -24,6 +24,8 @@ struct PeerLogBudgetTests {
         #expect("p\n-- ERROR -- x".escapingControlCharacters == #"p\n-- ERROR -- x"#)
         #expect("a\r\tb\u{1B}[2K\u{7F}\u{85}".escapingControlCharacters == #"a\r\tb\x1b[2K\x7f\u{85}"#)
         #expect("pid=1 comm=kvmd-pstrun ünïcode ✓".escapingControlCharacters == "pid=1 comm=kvmd-pstrun ünïcode ✓")
+        // Line and paragraph separators (second attack pass).
+        #expect("a\u{2028}b\u{2029}c".escapingControlCharacters == #"a\u{2028}b\u{2029}c"#)
     }
 
     @Test("the cap on connections besides sessions stays below what the descriptor limit leaves")

@@ -54,7 +54,7 @@ struct RunArgumentsTests {
     }
 
     @Test("--timeout is refused outside 0.001 to 86400 seconds, negative and huge values included", arguments: [
-        "-1", "1e300", "1e18", "86401", "0.0001", "inf",
+        "-1", "1e300", "1e18", "86401", "0.0001", "inf", "0x10",
     ])
     func timeoutRange(value: String) {
         let message = usageError(["--timeout", value, "--", "true"])

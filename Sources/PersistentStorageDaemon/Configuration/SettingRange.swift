@@ -49,7 +49,8 @@ public struct SettingRange: Sendable, Equatable {
 
     /// Parses a decimal number (`15`, `0.5`, `-1`) and checks it.
     public func number(from text: String, name: String) throws(DaemonConfigurationError) -> Double {
-        guard let value = Double(text) else {
+        // Decimal only: Double(_:) also reads hexadecimal ("0x10" is 16).
+        guard text.allSatisfy({ "0123456789.eE+-".contains($0) }), let value = Double(text) else {
             throw DaemonConfigurationError("\(name): '\(text)' is not a number; use \(allowed)")
         }
         return try check(value, name: name)

@@ -29,7 +29,8 @@ extension String {
     }
 
     private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+        // U+2028 and U+2029 end a line for some log viewers too.
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
     }
 
     private static func hex(_ value: UInt32, digits: Int) -> String {
