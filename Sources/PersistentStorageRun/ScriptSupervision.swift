@@ -45,6 +45,8 @@ struct ScriptSupervision {
         var killDeadline: ContinuousClock.Instant?
         var killedAt: ContinuousClock.Instant?
         var endingSignal: Int32?
+        // Set once the script has been reaped.
+        var exitCode: Int32?
 
         func stop(with signal: Int32) {
             script.signalGroup(signal)
@@ -65,16 +67,25 @@ struct ScriptSupervision {
             }
             var recheck = false
             // Checked first: a script that has exited needs nothing but its group emptied.
-            if script.hasExited() {
-                // The leader is still a zombie, so the group id cannot have been reused.
+            if exitCode != nil || script.hasExited() {
+                // Reaped first, so that the kernel can say at once whether
+                // anyone is left in the group (a zombie leader would count):
+                // the usual answer, "no", then costs one kill(2) instead of a
+                // walk through /proc (which doubled `kvmd-pstrun -- true`).
+                // The group id cannot be reused while anyone is left in it.
+                let code = exitCode ?? script.reap()
+                exitCode = code
+                if Glibc.kill(-script.processGroup, 0) != 0 && errno == ESRCH {
+                    return Outcome(scriptExitCode: code, endingSignal: endingSignal)
+                }
                 let leftovers = ProcessGroupMembers.living(in: script.processGroup, except: script.pid)
                 if leftovers.isEmpty {
-                    return Outcome(scriptExitCode: script.reap(), endingSignal: endingSignal)
+                    return Outcome(scriptExitCode: code, endingSignal: endingSignal)
                 }
                 if let killedAt {
                     if ContinuousClock.now - killedAt >= killGracePeriod {
                         logger.error("Processes \(leftovers) of the process group did not die after SIGKILL")
-                        return Outcome(scriptExitCode: script.reap(), endingSignal: endingSignal)
+                        return Outcome(scriptExitCode: code, endingSignal: endingSignal)
                     }
                 } else if !stopping {
                     // They could keep files on the PST open (blocking the

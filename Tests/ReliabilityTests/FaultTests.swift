@@ -152,11 +152,8 @@ extension Reliability {
             try await withReliabilityBed(arguments: ["--ro-retries-delay", "0.25"]) { bed in
                 let first = try bed.openWritableSession()
                 // Another process, not a session, opens a file for writing and keeps it.
-                let holder = try ChildProcess(executable: "/bin/sh", arguments: [
-                    "-c", #"exec 3>>"$0"; echo held; exec sleep 60"#, bed.fixture.dataPath + "/held-open",
-                ])
+                let holder = try await ChildProcess.holdingOpenForWriting(bed.fixture.dataPath + "/held-open")
                 defer { kill(holder.pid, SIGKILL) }
-                try #require(await holder.nextOutputLine() == "held")
                 let before = try bed.remounts()
 
                 first.close()

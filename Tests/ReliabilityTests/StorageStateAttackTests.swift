@@ -332,11 +332,8 @@ extension Reliability {
                 bed.daemon.terminate(signal: SIGSTOP)
                 defer { bed.daemon.terminate(signal: SIGCONT) }
                 try await bed.fixture.remountExternally(.readWrite)
-                let holder = try ChildProcess(executable: "/bin/sh", arguments: [
-                    "-c", #"exec 3>>"$0"; echo held; exec sleep 60"#, bed.fixture.mountPath + "/held-open",
-                ])
+                let holder = try await ChildProcess.holdingOpenForWriting(bed.fixture.mountPath + "/held-open")
                 defer { kill(holder.pid, SIGKILL) }
-                try #require(await holder.nextOutputLine() == "held")
                 bed.daemon.terminate(signal: SIGCONT)
                 #expect(try await eventually(within: .seconds(3)) { try bed.remounts().failed >= 1 })
                 #expect(bed.fixture.state == .readWrite)
@@ -350,11 +347,8 @@ extension Reliability {
         func shutdownWhileBusy() async throws {
             try await withReliabilityBed(arguments: ["--stop-timeout", "1"]) { bed in
                 let session = try bed.openWritableSession()
-                let holder = try ChildProcess(executable: "/bin/sh", arguments: [
-                    "-c", #"exec 3>>"$0"; echo held; exec sleep 60"#, bed.fixture.dataPath + "/held-open",
-                ])
+                let holder = try await ChildProcess.holdingOpenForWriting(bed.fixture.dataPath + "/held-open")
                 defer { kill(holder.pid, SIGKILL) }
-                try #require(await holder.nextOutputLine() == "held")
                 let clock = ContinuousClock()
                 let start = clock.now
                 bed.daemon.terminate()
@@ -379,11 +373,8 @@ extension Reliability {
         func shutdownWhileBusyThenFreed() async throws {
             try await withReliabilityBed(arguments: ["--stop-timeout", "10"]) { bed in
                 let session = try bed.openWritableSession()
-                let holder = try ChildProcess(executable: "/bin/sh", arguments: [
-                    "-c", #"exec 3>>"$0"; echo held; exec sleep 1"#, bed.fixture.dataPath + "/held-open",
-                ])
+                let holder = try await ChildProcess.holdingOpenForWriting(bed.fixture.dataPath + "/held-open", seconds: 1)
                 defer { kill(holder.pid, SIGKILL) }
-                try #require(await holder.nextOutputLine() == "held")
                 bed.daemon.terminate()
                 let status = try await bed.daemon.waitForExit(timeout: .seconds(12))
                 session.close()

@@ -19,6 +19,20 @@ final class ChildProcess: @unchecked Sendable {
         try self.init(executable: BuiltProducts.path(of: "kvmd-pstrun"), arguments: ["--socket", socketPath, "--"] + command)
     }
 
+    /// An outside process (not a session) that opens `path` for writing and
+    /// keeps it open for `seconds`, which makes a read-only remount busy.
+    /// Returns once the file is open.
+    static func holdingOpenForWriting(_ path: String, seconds: Int = 60) async throws -> ChildProcess {
+        let holder = try ChildProcess(executable: "/bin/sh", arguments: [
+            "-c", #"exec 3>>"$0"; echo held; exec sleep "$1""#, path, String(seconds),
+        ])
+        guard await holder.nextOutputLine() == "held" else {
+            kill(holder.pid, SIGKILL)
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
+        return holder
+    }
+
     init(executable: String, arguments: [String]) throws {
         process.executableURL = URL(filePath: executable)
         process.arguments = arguments
