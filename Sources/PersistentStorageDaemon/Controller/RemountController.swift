@@ -326,8 +326,12 @@ actor RemountController {
             remountTask = nil
             publish()
         }
+        // A remount reads the mount table after it (`remount(to:)`), so the
+        // next round need not read it again: each reading costs about 0.1 ms.
+        var stateIsFresh = false
         while !isShuttingDown {
-            refreshMountState()
+            if !stateIsFresh { refreshMountState() }
+            stateIsFresh = true
             if mountState == .readOnlyAfterErrors || mountState == .notMounted || mountState == .otherFilesystem {
                 // No remount helps (see MountState); sessions hear `false`
                 // and the reason is in `GET /state`, once, not in a loop.
