@@ -44,10 +44,15 @@ public struct StorageRemount: Sendable {
     /// Remounts an already discovered location. Returns what the fix step
     /// repaired (see ``StorageFix/apply()``).
     @discardableResult
-    public func perform(_ mode: RemountMode, at location: StorageLocation) throws(StorageRemountError) -> [String] {
+    /// `storage`, when given, is kept between calls so that the storage's
+    /// device is resolved from the fstab once, not before every remount.
+    public func perform(
+        _ mode: RemountMode, at location: StorageLocation, storage: MountedStorage? = nil
+    ) throws(StorageRemountError) -> [String] {
         // A remount acts on whatever is on top at the mount point, and the
         // fix step gives it to the storage's user: it must be the storage.
-        if MountedStorage(mountPath: location.mountPath, fstabPath: fstabPath).state() == .otherFilesystem {
+        let storage = storage ?? MountedStorage(mountPath: location.mountPath, fstabPath: fstabPath)
+        if storage.state() == .otherFilesystem {
             throw .otherFilesystem(mountPath: location.mountPath)
         }
         do {

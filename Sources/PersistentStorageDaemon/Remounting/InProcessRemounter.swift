@@ -16,6 +16,8 @@ public struct InProcessRemounter: StorageRemounter {
     public var fstabPath: String
     /// Told what the fix step repaired (a link a client planted, say).
     public var logger: Logger
+    /// Which filesystem is the storage, resolved once and kept.
+    private let storage: MountedStorage
 
     public init(
         location: StorageLocation, layout: DataLayout = .dataSubdirectory, fstabPath: String = FstabReader.defaultPath,
@@ -25,16 +27,18 @@ public struct InProcessRemounter: StorageRemounter {
         self.layout = layout
         self.fstabPath = fstabPath
         self.logger = logger
+        storage = MountedStorage(mountPath: location.mountPath, fstabPath: fstabPath)
     }
 
     public func remount(to mode: RemountMode) async throws {
         let location = location
+        let storage = storage
         let remount = StorageRemount(fstabPath: fstabPath, layout: layout)
         // mount(2) and syncfs(2) can block for as long as the disk takes; keep
         // them off the cooperative thread pool that serves the sessions.
         let repairs = try await runBlocking {
             do {
-                return try remount.perform(mode, at: location)
+                return try remount.perform(mode, at: location, storage: storage)
             } catch let error as StorageRemountError {
                 if case .fix = error {
                     // Clients would be told they may write into a directory that is
