@@ -35,6 +35,18 @@ extension Reliability {
             }
         }
 
+        /// The storage made read-write, a link to the victim planted at
+        /// `mount/link`, and a location whose `X-kvmd.pst-root` is `mount/root`.
+        private static func rootThroughPlantedLink(
+            _ fixture: StorageFixture, to victim: Victim, link: String, root: String
+        ) throws -> StorageLocation {
+            try fixture.remountExternally(.readWrite)
+            #expect(symlink(victim.directory, fixture.mountPath + "/" + link) == 0)
+            return StorageLocation(
+                source: "", mountPath: fixture.mountPath, rootPath: fixture.mountPath + "/" + root,
+                user: "nobody", group: "nogroup")
+        }
+
         @Test("A client replaces the data directory with a symlink to a root-owned file or directory: the fix step replaces the link and never touches the target", arguments: ["directory", "file"])
         func symlinkedDataDirectory(target: String) async throws {
             try await withReliabilityBed { bed in
@@ -108,11 +120,7 @@ extension Reliability {
         func symlinkedRoot() async throws {
             try await withStorageFixture { fixture in
                 let victim = try Victim(in: fixture.directory)
-                try fixture.remountExternally(.readWrite)
-                #expect(symlink(victim.directory, fixture.mountPath + "/root") == 0)
-                let location = StorageLocation(
-                    source: "", mountPath: fixture.mountPath, rootPath: fixture.mountPath + "/root",
-                    user: "nobody", group: "nogroup")
+                let location = try Self.rootThroughPlantedLink(fixture, to: victim, link: "root", root: "root")
                 do {
                     try StorageFix(location: location).apply()
                     Issue.record("the fix step followed a symlinked root")
@@ -241,11 +249,7 @@ extension Reliability {
             }
             try await withStorageFixture { fixture in
                 let victim = try Victim(in: fixture.directory)
-                try fixture.remountExternally(.readWrite)
-                #expect(symlink(victim.directory, fixture.mountPath + "/link") == 0)
-                let location = StorageLocation(
-                    source: "", mountPath: fixture.mountPath, rootPath: fixture.mountPath + "/link/inner",
-                    user: "nobody", group: "nogroup")
+                let location = try Self.rootThroughPlantedLink(fixture, to: victim, link: "link", root: "link/inner")
                 #expect(throws: StorageFixError.self) { try StorageFix(location: location).apply() }
                 victim.expectUntouched()
                 try fixture.remountExternally(.readOnly)
