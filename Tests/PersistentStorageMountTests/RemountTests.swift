@@ -106,7 +106,7 @@ struct RemountTests {
             try remount(fixture, .readWrite)
             let payload = Data((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
             // A plain write, no fsync: the ro remount itself must flush it.
-            try payload.write(to: URL(fileURLWithPath: fixture.mountPath + "/payload.bin"))
+            try writeFile(payload, to: fixture.mountPath + "/payload.bin")
             try remount(fixture, .readOnly)
             #expect(try Data(contentsOf: URL(fileURLWithPath: fixture.mountPath + "/payload.bin")) == payload)
 

@@ -31,7 +31,7 @@ struct StorageFixTests {
         try await withStorageFixture { fixture in
             let remount = StorageRemount(fstabPath: fixture.fstabPath)
             try remount.perform(.readWrite)
-            try "kept".write(toFile: fixture.dataPath + "/file", atomically: false, encoding: .utf8)
+            try writeFile("kept", to: fixture.dataPath + "/file")
             let before = try #require(attributes(fixture.dataPath))
             try remount.perform(.readWrite)
             let after = try #require(attributes(fixture.dataPath))

@@ -45,7 +45,7 @@ struct ReferenceDaemonInteropTests {
         try await withReferenceDaemon { fixture, socketPath, _ in
             let storage = PersistentStorage(socketPath: socketPath)
             let written = try await storage.withWritableStorage(subdirectory: "interop") { directory in
-                try Data("library".utf8).write(to: directory.appending(path: "file"))
+                try writeFile("library", to: directory.appending(path: "file").path)
                 return directory.path
             }
             #expect(written == fixture.dataPath + "/interop")

@@ -8,10 +8,19 @@ import Testing
 /// `withWritableStorage` against a real `kvmd-pst` on a real loop-mounted image.
 @Suite("Library against a real daemon", .serialized, .enabled(if: RealMounts.enabled), .timeLimit(.minutes(1)))
 struct RealDaemonLibraryTests {
-    private func noSessionLeft(_ storage: PersistentStorage, _ fixture: StorageFixture) async -> Bool {
-        guard await eventually({ fixture.state == .readOnly }) else { return false }
-        let clients = try? await storage.state().clients
-        return clients == 0
+    /// The storage is read-only again and the daemon counts no client; the
+    /// daemon's log is attached when not.
+    private func expectNoSessionLeft(
+        _ storage: PersistentStorage, _ fixture: StorageFixture, _ daemon: DaemonProcess,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async {
+        let settled = await eventually {
+            guard fixture.state == .readOnly else { return false }
+            return (try? await storage.state().clients) == 0
+        }
+        if !settled {
+            Issue.record("still \(fixture.state) or a client counted; the daemon's log:\n\(daemon.log)", sourceLocation: sourceLocation)
+        }
     }
 
     @Test("the body's value is returned, the storage was writable meanwhile, and the session ends")
@@ -19,12 +28,12 @@ struct RealDaemonLibraryTests {
         try await withStorageDaemon { fixture, daemon in
             let storage = PersistentStorage(socketPath: daemon.socketPath)
             let clientsDuring = try await storage.withWritableStorage(subdirectory: "svc") { url in
-                try Data("hello".utf8).write(to: url.appending(path: "greeting"))
+                try writeFile("hello", to: url.appending(path: "greeting").path)
                 return try await storage.state().clients
             }
             #expect(clientsDuring == 1)
             #expect(try String(contentsOfFile: fixture.dataPath + "/svc/greeting", encoding: .utf8) == "hello")
-            #expect(await noSessionLeft(storage, fixture))
+            await expectNoSessionLeft(storage, fixture, daemon)
         }
     }
 
@@ -36,7 +45,7 @@ struct RealDaemonLibraryTests {
             await #expect(throws: Failed()) {
                 try await storage.withWritableStorage { _ in throw Failed() }
             }
-            #expect(await noSessionLeft(storage, fixture))
+            await expectNoSessionLeft(storage, fixture, daemon)
         }
     }
 
@@ -54,7 +63,7 @@ struct RealDaemonLibraryTests {
             for await _ in started { break }
             task.cancel()
             await #expect(throws: CancellationError.self) { try await task.value }
-            #expect(await noSessionLeft(storage, fixture))
+            await expectNoSessionLeft(storage, fixture, daemon)
         }
     }
 
@@ -102,7 +111,7 @@ struct RealDaemonLibraryTests {
         try await withStorageDaemon { fixture, daemon in
             let storage = PersistentStorage(socketPath: daemon.socketPath)
             let url = try await storage.withWritableStorage(subdirectory: "svc/cache/deep") { url in
-                try Data("x".utf8).write(to: url.appending(path: "file"))
+                try writeFile("x", to: url.appending(path: "file").path)
                 return url
             }
             #expect(url.path(percentEncoded: false) == fixture.dataPath + "/svc/cache/deep/")
@@ -118,7 +127,7 @@ struct RealDaemonLibraryTests {
                     #expect(reason.hasSuffix("/data/svc/cache/deep/file exists and is not a directory"))
                 }
             }
-            #expect(await noSessionLeft(storage, fixture))
+            await expectNoSessionLeft(storage, fixture, daemon)
         }
     }
 

@@ -86,7 +86,7 @@ extension Reliability {
                                         let bytes = Self.content(for: index)
                                         do {
                                             try await storage.withWritableStorage(subdirectory: "soak") { url in
-                                                try Data(bytes).write(to: url.appending(path: "client-\(index)"))
+                                                try writeFile(Data(bytes), to: url.appending(path: "client-\(index)").path)
                                             }
                                             written.append(Written(name: "client-\(index)", size: bytes.count, checksum: fnv1a64(bytes)))
                                         } catch {

@@ -140,7 +140,7 @@ extension Reliability {
                 let session = try bed.openWritableSession()
                 try FileManager.default.removeItem(atPath: data)
                 switch kind {
-                case "file": try "a client's file".write(toFile: data, atomically: false, encoding: .utf8)
+                case "file": try writeFile("a client's file", to: data)
                 case "fifo": #expect(mkfifo(data, 0o600) == 0)
                 case "socket": _ = try ListeningTestSocket(path: data)
                 default: #expect(symlink(data, data) == 0)
