@@ -149,6 +149,7 @@ public struct PersistentStorageDaemon: Service {
                 readOnlyRetryDelay: configuration.readOnlyRetryDelay, maxSessions: configuration.maxSessions),
             remounter: remounter,
             mountState: { _ in storage.state() },
+            mountTableMayHaveChanged: { [probe = MountTableChangeProbe()] in probe?.changedSinceLastAsked() ?? true },
             storageBeneathIsWritable: { storage.storageIsWritable() },
             statusObserver: { status in
                 notifier.status(
@@ -194,8 +195,8 @@ public struct PersistentStorageDaemon: Service {
 
         let leftWritable = await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
-                for await _ in watcher.changes {
-                    await controller.mountTableDidChange()
+                for await wake in watcher.changes {
+                    await controller.mountTableDidChange(isPeriodicRecheck: wake == .periodicRecheck)
                 }
             }
             // Either SIGTERM/SIGINT (graceful shutdown) or cancellation ends the wait.

@@ -2,6 +2,7 @@ import PersistentStorageTestSupport
 import Logging
 import PersistentStorage
 import PersistentStorageMount
+import Synchronization
 import Testing
 @testable import PersistentStorageDaemon
 
@@ -171,6 +172,43 @@ struct RemountControllerTests {
         let counts = sessions.map(\.received.count)
         await controller.mountTableDidChange()
         #expect(sessions.map(\.received.count) == counts)
+    }
+
+    @Test("the mount table is read only when it may have changed, or on the periodic re-check")
+    func readsOnlyWhenTheTableMayHaveChanged() async throws {
+        let remounter = RecordingRemounter()
+        let readings = Mutex(0)
+        let tableChanged = Mutex(false)
+        let controller = RemountController(
+            settings: .init(mountPath: "/pst", dataPath: "/pst/data", readOnlyRetryDelay: .seconds(10), maxSessions: 10),
+            remounter: remounter,
+            mountState: { [remounter] _ in
+                readings.withLock { $0 += 1 }
+                return remounter.isWritable ? .readWrite : .readOnly
+            },
+            mountTableMayHaveChanged: { tableChanged.withLock { $0 } },
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let session = RecordingSession()
+        _ = try #require(await controller.sessionDidOpen(session))
+        #expect(await session.firstStatus()?.data.writeAllowed == true)
+        let before = readings.withLock { $0 }
+
+        // An admin's remount the probe did not see (ext4's errors=remount-ro
+        // moves no event counter): only the periodic re-check finds it.
+        remounter.isWritable = false
+        await controller.mountTableDidChange()
+        #expect(readings.withLock { $0 } == before)
+        #expect(session.received.last?.data.writeAllowed == true)
+        await controller.mountTableDidChange(isPeriodicRecheck: true)
+        #expect(readings.withLock { $0 } == before + 1)
+        #expect(session.received.last?.data.writeAllowed == false)
+
+        // A change the probe saw is read at once.
+        remounter.isWritable = true
+        tableChanged.withLock { $0 = true }
+        await controller.mountTableDidChange()
+        #expect(readings.withLock { $0 } == before + 2)
+        #expect(session.received.last?.data.writeAllowed == true)
     }
 
     @Test("shutdown tells every session write_allowed false, closes it, and refuses new ones")

@@ -18,8 +18,16 @@ import Synchronization
 /// thread also wakes every `recheckInterval` to let the controller read the
 /// mount table again (the controller sends nothing when nothing changed).
 final class MountTableWatcher: Sendable {
+    /// Why the thread woke.
+    enum Wake: Sendable {
+        /// The kernel signalled a change of the mount table.
+        case changed
+        /// `recheckInterval` passed: read the table even though no change was signalled.
+        case periodicRecheck
+    }
+
     /// One element per wake-up; consumers look at the kernel state themselves.
-    let changes: AsyncStream<Void>
+    let changes: AsyncStream<Wake>
 
     private let wakeWriteEnd: Mutex<Int32?>
 
@@ -35,7 +43,7 @@ final class MountTableWatcher: Sendable {
         }
         self.wakeWriteEnd = Mutex(wakeWriteEnd)
 
-        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let (stream, continuation) = AsyncStream.makeStream(of: Wake.self, bufferingPolicy: .bufferingNewest(1))
         changes = stream
         let timeout = Int32(clamping: recheckInterval.components.seconds * 1000
             + recheckInterval.components.attoseconds / 1_000_000_000_000_000)
@@ -59,8 +67,7 @@ final class MountTableWatcher: Sendable {
                     return
                 }
                 if fds[1].revents != 0 { return }
-                // A change (POLLPRI|POLLERR) or the periodic re-check (timeout).
-                continuation.yield()
+                continuation.yield(ready == 0 ? .periodicRecheck : .changed)
             }
         }
     }

@@ -48,6 +48,9 @@ actor RemountController {
     private let remounter: any StorageRemounter
     /// `MountTable.state(ofMountPoint:)` outside tests.
     private let readMountState: @Sendable (String) -> MountState
+    /// Whether the mount table may have changed since the last reading
+    /// (``MountTableChangeProbe`` in the daemon); a reading is skipped when not.
+    private let mountTableMayHaveChanged: @Sendable () -> Bool
     /// The mount's state as last read; see the type's comment.
     private var mountState: MountState = .notMounted
     /// Whether the storage is writable beneath another filesystem mounted
@@ -82,6 +85,7 @@ actor RemountController {
         settings: Settings,
         remounter: any StorageRemounter,
         mountState: @escaping @Sendable (String) -> MountState = { MountTable.state(ofMountPoint: $0) },
+        mountTableMayHaveChanged: @escaping @Sendable () -> Bool = { true },
         storageBeneathIsWritable: @escaping @Sendable () -> Bool = { false },
         statusObserver: (@Sendable (StorageStatus) -> Void)? = nil,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
@@ -91,6 +95,7 @@ actor RemountController {
         self.settings = settings
         self.remounter = remounter
         self.readMountState = mountState
+        self.mountTableMayHaveChanged = mountTableMayHaveChanged
         self.storageBeneathIsWritable = storageBeneathIsWritable
         self.mountState = mountState(settings.mountPath)
         self.statusObserver = statusObserver
@@ -107,9 +112,12 @@ actor RemountController {
             data: .init(path: settings.dataPath, writeAllowed: mountState.isWritable))
     }
 
-    /// Reads the mount table again; says so once when the filesystem has
-    /// just turned read-only after errors.
-    private func refreshMountState() {
+    /// Reads the mount table again, unless it cannot have changed since the
+    /// last reading and `evenIfUnchanged` is false; says so once when the
+    /// filesystem has just turned read-only after errors.
+    private func refreshMountState(evenIfUnchanged: Bool = false) {
+        // Over another filesystem the message depends on the sessions too.
+        guard evenIfUnchanged || mountState == .otherFilesystem || mountTableMayHaveChanged() else { return }
         let previous = mountState
         mountState = readMountState(settings.mountPath)
         if mountState == .otherFilesystem {
@@ -213,12 +221,13 @@ actor RemountController {
         if sessions.isEmpty { startRemounting() }
     }
 
-    /// The kernel's mount table changed (or the periodic re-check fired):
-    /// tell every session whose view is now out of date. Someone else's
-    /// read-write remount while no session is open is undone: the storage
-    /// must never stay writable without a session.
-    func mountTableDidChange() {
-        refreshMountState()
+    /// The kernel's mount table changed, or (`isPeriodicRecheck`) the
+    /// periodic re-check fired, which reads it even when no change was
+    /// signalled: tell every session whose view is now out of date. Someone
+    /// else's read-write remount while no session is open is undone: the
+    /// storage must never stay writable without a session.
+    func mountTableDidChange(isPeriodicRecheck: Bool = false) {
+        refreshMountState(evenIfUnchanged: isPeriodicRecheck)
         if mountState.filesystemIsWritable && sessions.isEmpty && remountTask == nil && readOnlyRetry == nil && !isShuttingDown {
             logger.warning("\(settings.mountPath) was made read-write by someone else while no session is open (\(mountState)); making it read-only again")
             startRemounting()
@@ -236,7 +245,7 @@ actor RemountController {
     /// Other failures (a write-protected device, a busy filesystem) are
     /// logged and retried later, as for any remount.
     func prepareStorage() async throws(RemountStartError) {
-        refreshMountState()
+        refreshMountState(evenIfUnchanged: true)
         switch mountState {
         case .notMounted:
             throw RemountStartError("nothing is mounted at \(settings.mountPath); mount the storage (read-only) first")
@@ -249,7 +258,7 @@ actor RemountController {
             break
         }
         if case .failure(let error) = await remount(to: .readWrite), Self.isFatalAtStart(error) {
-            refreshMountState()
+            refreshMountState(evenIfUnchanged: true)
             if mountState.filesystemIsWritable { await attemptRemount(to: .readOnly) }
             throw RemountStartError("\(error)")
         }
@@ -296,13 +305,13 @@ actor RemountController {
     func remountReadOnlyForExit(until deadline: ContinuousClock.Instant) async -> String? {
         let pause = min(settings.readOnlyRetryDelay, .milliseconds(250))
         while true {
-            refreshMountState()
+            refreshMountState(evenIfUnchanged: true)
             if mountState == .otherFilesystem && storageBeneathIsWritable() {
                 return "another filesystem is mounted over it, so it cannot be remounted"
             }
             guard mountState.filesystemIsWritable else { return nil }
             if case .failure(let error) = await remount(to: .readOnly) {
-                refreshMountState()
+                refreshMountState(evenIfUnchanged: true)
                 guard mountState.filesystemIsWritable else { return nil }
                 // Cancelled, the sleep would return at once and this would spin.
                 if ContinuousClock.now + pause > deadline || Task.isCancelled { return "\(error)" }
@@ -326,12 +335,8 @@ actor RemountController {
             remountTask = nil
             publish()
         }
-        // A remount reads the mount table after it (`remount(to:)`), so the
-        // next round need not read it again: each reading costs about 0.1 ms.
-        var stateIsFresh = false
         while !isShuttingDown {
-            if !stateIsFresh { refreshMountState() }
-            stateIsFresh = true
+            refreshMountState()
             if mountState == .readOnlyAfterErrors || mountState == .notMounted || mountState == .otherFilesystem {
                 // No remount helps (see MountState); sessions hear `false`
                 // and the reason is in `GET /state`, once, not in a loop.
@@ -396,7 +401,9 @@ actor RemountController {
         }
         lastFailure = nil
         logger.info("storage remounted \(mode) in \(clock.now - start)")
-        refreshMountState()
+        // Read even when this namespace saw no change: a remount command may
+        // act from another mount namespace, on the same filesystem.
+        refreshMountState(evenIfUnchanged: true)
         return .success(())
     }
 
