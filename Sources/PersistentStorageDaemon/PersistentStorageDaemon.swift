@@ -150,6 +150,7 @@ public struct PersistentStorageDaemon: Service {
             remounter: remounter,
             mountState: { _ in storage.state() },
             mountTableMayHaveChanged: { [probe = MountTableChangeProbe()] in probe?.changedSinceLastAsked() ?? true },
+            mountStateAfterRemount: { storage.state(afterRemountTo: $0) },
             storageBeneathIsWritable: { storage.storageIsWritable() },
             statusObserver: { status in
                 notifier.status(

@@ -52,7 +52,7 @@ public struct StorageRemount: Sendable {
         // A remount acts on whatever is on top at the mount point, and the
         // fix step gives it to the storage's user: it must be the storage.
         let storage = storage ?? MountedStorage(mountPath: location.mountPath, fstabPath: fstabPath)
-        if storage.state() == .otherFilesystem {
+        if !storage.isOnTop() {
             throw .otherFilesystem(mountPath: location.mountPath)
         }
         do {

@@ -51,6 +51,9 @@ actor RemountController {
     /// Whether the mount table may have changed since the last reading
     /// (``MountTableChangeProbe`` in the daemon); a reading is skipped when not.
     private let mountTableMayHaveChanged: @Sendable () -> Bool
+    /// The state right after a successful remount to the given mode
+    /// (``MountedStorage/state(afterRemountTo:)`` in the daemon).
+    private let readMountStateAfterRemount: @Sendable (RemountMode) -> MountState
     /// The mount's state as last read; see the type's comment.
     private var mountState: MountState = .notMounted
     /// Whether the storage is writable beneath another filesystem mounted
@@ -86,6 +89,7 @@ actor RemountController {
         remounter: any StorageRemounter,
         mountState: @escaping @Sendable (String) -> MountState = { MountTable.state(ofMountPoint: $0) },
         mountTableMayHaveChanged: @escaping @Sendable () -> Bool = { true },
+        mountStateAfterRemount: (@Sendable (RemountMode) -> MountState)? = nil,
         storageBeneathIsWritable: @escaping @Sendable () -> Bool = { false },
         statusObserver: (@Sendable (StorageStatus) -> Void)? = nil,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
@@ -96,6 +100,8 @@ actor RemountController {
         self.remounter = remounter
         self.readMountState = mountState
         self.mountTableMayHaveChanged = mountTableMayHaveChanged
+        let mountPath = settings.mountPath
+        self.readMountStateAfterRemount = mountStateAfterRemount ?? { _ in mountState(mountPath) }
         self.storageBeneathIsWritable = storageBeneathIsWritable
         self.mountState = mountState(settings.mountPath)
         self.statusObserver = statusObserver
@@ -116,10 +122,16 @@ actor RemountController {
     /// last reading and `evenIfUnchanged` is false; says so once when the
     /// filesystem has just turned read-only after errors.
     private func refreshMountState(evenIfUnchanged: Bool = false) {
+        // Asked first in any case: the reading below covers what it reports.
+        let changed = mountTableMayHaveChanged()
         // Over another filesystem the message depends on the sessions too.
-        guard evenIfUnchanged || mountState == .otherFilesystem || mountTableMayHaveChanged() else { return }
+        guard changed || evenIfUnchanged || mountState == .otherFilesystem else { return }
+        update(to: readMountState(settings.mountPath))
+    }
+
+    private func update(to newState: MountState) {
         let previous = mountState
-        mountState = readMountState(settings.mountPath)
+        mountState = newState
         if mountState == .otherFilesystem {
             // What is on top hides the storage from any remount: say so
             // while the storage beneath stays writable with no session.
@@ -227,6 +239,9 @@ actor RemountController {
     /// else's read-write remount while no session is open is undone: the
     /// storage must never stay writable without a session.
     func mountTableDidChange(isPeriodicRecheck: Bool = false) {
+        // Mostly the remount's own change; the remount reads the state after
+        // it, and once more when it is done (``remountUntilSettled()``).
+        if remountTask != nil && !isPeriodicRecheck { return }
         refreshMountState(evenIfUnchanged: isPeriodicRecheck)
         if mountState.filesystemIsWritable && sessions.isEmpty && remountTask == nil && readOnlyRetry == nil && !isShuttingDown {
             logger.warning("\(settings.mountPath) was made read-write by someone else while no session is open (\(mountState)); making it read-only again")
@@ -333,6 +348,8 @@ actor RemountController {
     private func remountUntilSettled() async {
         defer {
             remountTask = nil
+            // What changed while it ran and the watcher's events were left to it.
+            refreshMountState()
             publish()
         }
         while !isShuttingDown {
@@ -401,9 +418,11 @@ actor RemountController {
         }
         lastFailure = nil
         logger.info("storage remounted \(mode) in \(clock.now - start)")
-        // Read even when this namespace saw no change: a remount command may
-        // act from another mount namespace, on the same filesystem.
-        refreshMountState(evenIfUnchanged: true)
+        // Read even when this namespace saw no change (a remount command may
+        // act from another mount namespace), and let the event of this
+        // remount pass unread.
+        _ = mountTableMayHaveChanged()
+        update(to: readMountStateAfterRemount(mode))
         return .success(())
     }
 
