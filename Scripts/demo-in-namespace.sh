@@ -39,7 +39,7 @@ if [ ! -x "$bin/kvmd-pst" ] || ! "$bin/kvmd-pst" --help >/dev/null 2>&1; then
 fi
 
 step "The daemon kvmd-pst serves the storage on $sock"
-"$bin/kvmd-pst" --socket "$sock" --fstab "$work/fstab" --socket-group root --ro-cleanup-delay 0 2>"$work/daemon.log" &
+"$bin/kvmd-pst" --run --socket "$sock" --fstab "$work/fstab" --socket-group root --ro-cleanup-delay 0 2>"$work/daemon.log" &
 daemon_pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 state() { printf 'GET /state: %s\n' "$(curl -s --unix-socket "$sock" http://localhost/state)"; }

@@ -69,7 +69,7 @@ struct BenchmarkRun {
             for executable in ["kvmd-pst", "kvmd-pstrun"] { evictFromPageCache(BuiltProducts.path(of: executable)) }
             try await withDaemonProcess(
                 arguments: [
-                    "--fstab", fixture.fstabPath, "--socket", socketPath, "--socket-group", "",
+                    "--run", "--fstab", fixture.fstabPath, "--socket", socketPath, "--socket-group", "",
                     "--ro-cleanup-delay", "0", "--max-sessions", String(maxSessions),
                 ],
                 socketPath: socketPath

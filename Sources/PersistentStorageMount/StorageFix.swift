@@ -26,7 +26,7 @@ public struct StorageFix: Sendable {
     public var location: StorageLocation
     public var layout: DataLayout
 
-    public init(location: StorageLocation, layout: DataLayout = .dataSubdirectory) {
+    public init(location: StorageLocation, layout: DataLayout = .kvmdDefault) {
         self.location = location
         self.layout = layout
     }

@@ -5,6 +5,10 @@ public enum DataLayout: String, Sendable, CaseIterable {
     /// `ROOT` itself, as kvmd hands it out since 2024 (sticky `1775`, each
     /// service makes its own subdirectory).
     case root
+
+    /// `root`: what kvmd's daemon hands out since 4.8 (2024-08), and so the
+    /// default of the daemon, the helper and the library's types.
+    public static let kvmdDefault: DataLayout = .root
 }
 
 /// The persistent-storage partition as the fstab describes it.

@@ -23,7 +23,7 @@ public struct StorageRemount: Sendable {
     public var fstabPath: String
     public var layout: DataLayout
 
-    public init(fstabPath: String = FstabReader.defaultPath, layout: DataLayout = .dataSubdirectory) {
+    public init(fstabPath: String = FstabReader.defaultPath, layout: DataLayout = .kvmdDefault) {
         self.fstabPath = fstabPath
         self.layout = layout
     }

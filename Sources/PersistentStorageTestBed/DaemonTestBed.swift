@@ -26,7 +26,7 @@ public struct DaemonTestBed: Sendable {
     public static func arguments(
         fixture: StorageFixture, socketPath: String, extra: [String], logLevel: String = "debug"
     ) -> [String] {
-        ["--fstab", fixture.fstabPath, "--socket", socketPath, "--socket-group", "",
+        ["--run", "--fstab", fixture.fstabPath, "--socket", socketPath, "--socket-group", "",
          "--ro-cleanup-delay", "0.2", "--ro-retries-delay", "0.3", "--log-level", logLevel] + extra
     }
 

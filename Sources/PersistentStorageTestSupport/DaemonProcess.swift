@@ -24,7 +24,7 @@ public enum DaemonProcessError: Error, CustomStringConvertible {
 /// `DaemonProcess` also kills it.
 ///
 /// ```swift
-/// try await withDaemonProcess(arguments: ["--fstab", fixture.fstabPath, "--socket", socket], socketPath: socket) { daemon in
+/// try await withDaemonProcess(arguments: ["--run", "--fstab", fixture.fstabPath, "--socket", socket], socketPath: socket) { daemon in
 ///     let state = try RawUnixSocketClient(path: socket).request("GET", "/state")
 ///     daemon.terminate()
 ///     #expect(try await daemon.waitForExit() == 0)

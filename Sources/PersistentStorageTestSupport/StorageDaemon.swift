@@ -9,7 +9,7 @@ public func withStorageDaemon<T>(
     try await withStorageFixture { fixture in
         let socketPath = fixture.directory + "/pst.sock"
         return try await withDaemonProcess(
-            arguments: ["--fstab", fixture.fstabPath, "--socket", socketPath, "--ro-cleanup-delay", "0", "--socket-group", ""]
+            arguments: ["--run", "--fstab", fixture.fstabPath, "--socket", socketPath, "--ro-cleanup-delay", "0", "--socket-group", ""]
                 + extraArguments,
             socketPath: socketPath
         ) { daemon in

@@ -47,8 +47,12 @@ public final class StorageFixture: Sendable {
 
     /// The loop device the image is attached to now.
     public var device: String { attachedDevice.withLock { $0 } }
-    /// `mountPath/data`, the data directory of the PST document's layout.
-    public var dataPath: String { mountPath + "/data" }
+    /// The data path the daemon hands out by default: the root itself
+    /// (``DataLayout/kvmdDefault``).
+    public var dataPath: String { mountPath }
+    /// `mountPath/data`, the data directory of the PST document's layout
+    /// (`--data-layout data`).
+    public var dataSubdirectoryPath: String { mountPath + "/data" }
     /// Not mounted, read-only or read-write, from the kernel.
     public var state: MountState { MountTable.state(ofMountPoint: mountPath) }
     /// The mount's options as the kernel shows them now.

@@ -23,8 +23,8 @@ struct RemountHelperCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The fstab to find the partition in.", valueName: "path"))
     var fstab: String = FstabReader.defaultPath
 
-    @Option(help: ArgumentHelp("Where the data directory lives: data (ROOT/data, the PST document's layout) or root (ROOT itself); give the daemon's --data-layout.", valueName: "layout"))
-    var dataLayout: DataLayout = .dataSubdirectory
+    @Option(help: ArgumentHelp("Where the data directory lives: data (ROOT/data, the PST document's layout) or root (ROOT itself, as kvmd since 4.8); give the daemon's --data-layout.", valueName: "layout"))
+    var dataLayout: DataLayout = .kvmdDefault
 
     func run() throws {
         let name = Self.configuration.commandName!

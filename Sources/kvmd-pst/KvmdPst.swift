@@ -12,6 +12,9 @@ struct KvmdPst: AsyncParsableCommand {
         commandName: "kvmd-pst",
         abstract: "Keeps the PiKVM persistent storage read-only except while a client holds a session.")
 
+    @Flag(name: .long, help: "Start the daemon. Without it kvmd-pst checks its options and configuration and stops, as kvmd's own daemons do, so that typing its name does not remount the storage.")
+    var run = false
+
     @Option(name: .long, help: ArgumentHelp("Read the pst: section of this kvmd-style YAML file; options given here win.", valueName: "file"))
     var config: String?
 
@@ -42,7 +45,7 @@ struct KvmdPst: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The fstab that names the partition (default /etc/fstab).", valueName: "path"))
     var fstab: String?
 
-    @Option(name: .long, help: ArgumentHelp("What clients get as the data path: 'data' (ROOT/data) or 'root' (ROOT) (default data).", valueName: "layout"))
+    @Option(name: .long, help: ArgumentHelp("What clients get as the data path: 'root' (ROOT, as kvmd since 4.8) or 'data' (ROOT/data, the PST document's layout) (default root).", valueName: "layout"))
     var dataLayout: String?
 
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("The most sessions open at once: \(SettingRange.maxSessions.allowed) (default 100).", valueName: "count"))
@@ -90,6 +93,13 @@ struct KvmdPst: AsyncParsableCommand {
             configuration = try makeConfiguration()
         } catch {
             logger.critical("\(error)")
+            throw ExitCode(Self.usageErrorExitCode)
+        }
+        guard run else {
+            // Checked after the configuration, as kvmd does: without --run,
+            // kvmd-pst is a check of the options and the config.
+            let text = "kvmd-pst: not started: --run is needed to start the daemon (kvmd's daemons ask for it too, against an accidental start); see kvmd-pst --help\n"
+            _ = Array(text.utf8).withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
             throw ExitCode(Self.usageErrorExitCode)
         }
         do {

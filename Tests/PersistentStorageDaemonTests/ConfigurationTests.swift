@@ -92,7 +92,7 @@ struct ConfigurationTests {
         #expect(configuration.heartbeat == .seconds(15))
         #expect(configuration.readOnlyRetryDelay == .seconds(10))
         #expect(configuration.readOnlyCleanupDelay == .seconds(3))
-        #expect(configuration.dataLayout == .dataSubdirectory)
+        #expect(configuration.dataLayout == .root)
         try configuration.validate()
     }
 

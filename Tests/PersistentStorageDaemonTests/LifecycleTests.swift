@@ -148,6 +148,26 @@ struct LifecycleTests {
         #expect(result.standardError.contains("line 2"))
     }
 
+    @Test("without --run nothing is started or remounted: one line says why, exit 2, as kvmd's daemons refuse", .enabled(if: RealMounts.enabled))
+    func refusesWithoutRun() async throws {
+        try await withStorageFixture { fixture in
+            let directory = try makeSocketDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let mountsBefore = fixture.mountedOptions
+            let result = try await onOwnThread {
+                try SystemCommand.execute([
+                    BuiltProducts.path(of: "kvmd-pst"), "--fstab", fixture.fstabPath, "--socket", directory + "/pst.sock",
+                ])
+            }
+            #expect(result.status == 2)
+            #expect(result.standardError.hasPrefix("kvmd-pst: not started: --run is needed"), "\(result.standardError)")
+            #expect(result.standardError.split(separator: "\n").count == 1, "\(result.standardError)")
+            #expect(!FileManager.default.fileExists(atPath: directory + "/pst.sock"))
+            #expect(fixture.mountedOptions == mountsBefore)
+            #expect(fixture.state == .readOnly)
+        }
+    }
+
     @Test("invalid options are rejected at start with one clear line", .enabled(if: FileManager.default.fileExists(atPath: BuiltProducts.path(of: "kvmd-pst"))))
     func invalidOptions() throws {
         let result = try SystemCommand.execute([BuiltProducts.path(of: "kvmd-pst"), "--socket-mode", "999", "--socket", "/tmp/x.sock"])

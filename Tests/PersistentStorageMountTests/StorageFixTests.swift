@@ -15,9 +15,9 @@ struct StorageFixTests {
     @Test("Creates ROOT/data, gives root and data to user and group, and makes the root sticky 1775")
     func ownerGroupModeAndDataDirectory() async throws {
         try await withStorageFixture { fixture in
-            try StorageRemount(fstabPath: fixture.fstabPath).perform(.readWrite)
+            try StorageRemount(fstabPath: fixture.fstabPath, layout: .dataSubdirectory).perform(.readWrite)
             let root = try #require(attributes(fixture.mountPath))
-            let data = try #require(attributes(fixture.dataPath))
+            let data = try #require(attributes(fixture.dataSubdirectoryPath))
             let nobody = getpwnam("nobody")!.pointee.pw_uid
             let nogroup = getgrnam("nogroup")!.pointee.gr_gid
             #expect(root.uid == nobody && root.gid == nogroup)
@@ -29,46 +29,46 @@ struct StorageFixTests {
     @Test("Running it twice changes nothing and does not fail")
     func idempotent() async throws {
         try await withStorageFixture { fixture in
-            let remount = StorageRemount(fstabPath: fixture.fstabPath)
+            let remount = StorageRemount(fstabPath: fixture.fstabPath, layout: .dataSubdirectory)
             try remount.perform(.readWrite)
-            try writeFile("kept", to: fixture.dataPath + "/file")
-            let before = try #require(attributes(fixture.dataPath))
+            try writeFile("kept", to: fixture.dataSubdirectoryPath + "/file")
+            let before = try #require(attributes(fixture.dataSubdirectoryPath))
             try remount.perform(.readWrite)
-            let after = try #require(attributes(fixture.dataPath))
+            let after = try #require(attributes(fixture.dataSubdirectoryPath))
             #expect(before.uid == after.uid && before.gid == after.gid && before.mode == after.mode)
-            #expect(try String(contentsOfFile: fixture.dataPath + "/file", encoding: .utf8) == "kept")
+            #expect(try String(contentsOfFile: fixture.dataSubdirectoryPath + "/file", encoding: .utf8) == "kept")
         }
     }
 
     @Test("A fix with nothing to change writes nothing: no inode's change time moves")
     func nothingToChangeWritesNothing() async throws {
         try await withStorageFixture { fixture in
-            let remount = StorageRemount(fstabPath: fixture.fstabPath)
+            let remount = StorageRemount(fstabPath: fixture.fstabPath, layout: .dataSubdirectory)
             try remount.perform(.readWrite)
             let changeTime = { (path: String) -> timespec? in
                 var info = stat()
                 return stat(path, &info) == 0 ? info.st_ctim : nil
             }
-            let before = try [fixture.mountPath, fixture.dataPath].map { try #require(changeTime($0)) }
+            let before = try [fixture.mountPath, fixture.dataSubdirectoryPath].map { try #require(changeTime($0)) }
             // Far enough apart for the kernel's clock granularity to show a change.
             try await Task.sleep(for: .milliseconds(20))
-            try StorageFix(location: FstabReader(path: fixture.fstabPath).findStorage().location).apply()
-            let after = try [fixture.mountPath, fixture.dataPath].map { try #require(changeTime($0)) }
+            try StorageFix(location: FstabReader(path: fixture.fstabPath).findStorage().location, layout: .dataSubdirectory).apply()
+            let after = try [fixture.mountPath, fixture.dataSubdirectoryPath].map { try #require(changeTime($0)) }
             #expect(zip(before, after).allSatisfy { $0.tv_sec == $1.tv_sec && $0.tv_nsec == $1.tv_nsec })
 
             // A wrong mode or owner is still put right, and only then does the time move.
             #expect(chmod(fixture.mountPath, 0o755) == 0)
-            #expect(chown(fixture.dataPath, 0, 0) == 0)
-            try StorageFix(location: FstabReader(path: fixture.fstabPath).findStorage().location).apply()
+            #expect(chown(fixture.dataSubdirectoryPath, 0, 0) == 0)
+            try StorageFix(location: FstabReader(path: fixture.fstabPath).findStorage().location, layout: .dataSubdirectory).apply()
             #expect(attributes(fixture.mountPath)?.mode == 0o1775)
-            #expect(attributes(fixture.dataPath)?.uid == getpwnam("nobody")!.pointee.pw_uid)
+            #expect(attributes(fixture.dataSubdirectoryPath)?.uid == getpwnam("nobody")!.pointee.pw_uid)
         }
     }
 
     @Test("With only a user, the owner changes but the mode does not")
     func userOnly() async throws {
         try await withStorageFixture(.init(pstOptions: "X-kvmd.pst-user=nobody")) { fixture in
-            try StorageRemount(fstabPath: fixture.fstabPath).perform(.readWrite)
+            try StorageRemount(fstabPath: fixture.fstabPath, layout: .dataSubdirectory).perform(.readWrite)
             let root = try #require(attributes(fixture.mountPath))
             #expect(root.uid == getpwnam("nobody")!.pointee.pw_uid)
             #expect(root.gid == 0)
@@ -76,11 +76,11 @@ struct StorageFixTests {
         }
     }
 
-    @Test("The root layout creates no data subdirectory")
+    @Test("The root layout, the default as in kvmd since 4.8, creates no data subdirectory")
     func rootLayout() async throws {
         try await withStorageFixture { fixture in
-            try StorageRemount(fstabPath: fixture.fstabPath, layout: .root).perform(.readWrite)
-            #expect(!FileManager.default.fileExists(atPath: fixture.dataPath))
+            try StorageRemount(fstabPath: fixture.fstabPath).perform(.readWrite)
+            #expect(!FileManager.default.fileExists(atPath: fixture.dataSubdirectoryPath))
             #expect(attributes(fixture.mountPath)?.mode == 0o1775)
         }
     }
@@ -89,7 +89,7 @@ struct StorageFixTests {
     func unknownUser() async throws {
         try await withStorageFixture(.init(pstOptions: "X-kvmd.pst-user=no-such-user-pst")) { fixture in
             #expect(throws: StorageRemountError.fix(StorageFixError("unknown user 'no-such-user-pst' in X-kvmd.pst-user"))) {
-                try StorageRemount(fstabPath: fixture.fstabPath).perform(.readWrite)
+                try StorageRemount(fstabPath: fixture.fstabPath, layout: .dataSubdirectory).perform(.readWrite)
             }
         }
     }

@@ -103,7 +103,7 @@ struct CancellationTests {
             chmod(script, 0o755)
             let socketPath = fixture.directory + "/pst.sock"
             try await withDaemonProcess(
-                arguments: ["--fstab", fixture.fstabPath, "--socket", socketPath, "--ro-cleanup-delay", "0", "--socket-group", "",
+                arguments: ["--run", "--fstab", fixture.fstabPath, "--socket", socketPath, "--ro-cleanup-delay", "0", "--socket-group", "",
                             "--remount-command", "\(script) {mode}"],
                 socketPath: socketPath
             ) { daemon in

@@ -123,8 +123,8 @@ struct RealDaemonLibraryTests {
                     _ = try await storage.withWritableStorage(subdirectory: subdirectory) { _ in Issue.record("the body ran") }
                     Issue.record("no error for \(subdirectory)")
                 } catch PersistentStorageError.cannotCreateDirectory(let path, let reason) {
-                    #expect(path.hasSuffix("/data/\(subdirectory)/"))
-                    #expect(reason.hasSuffix("/data/svc/cache/deep/file exists and is not a directory"))
+                    #expect(path == fixture.dataPath + "/\(subdirectory)/")
+                    #expect(reason == fixture.dataPath + "/svc/cache/deep/file exists and is not a directory")
                 }
             }
             await expectNoSessionLeft(storage, fixture, daemon)

@@ -71,7 +71,7 @@ extension Reliability {
     @Suite("Start-up failures", .enabled(if: RealMounts.enabled))
     struct StartUpFailureTests {
         private static func arguments(_ fixture: StorageFixture, socket: String, _ extra: [String] = []) -> [String] {
-            ["--fstab", fixture.fstabPath, "--socket", socket, "--socket-group", "", "--log-level", "info"] + extra
+            ["--run", "--fstab", fixture.fstabPath, "--socket", socket, "--socket-group", "", "--log-level", "info"] + extra
         }
 
         private func expectCleanFailure(

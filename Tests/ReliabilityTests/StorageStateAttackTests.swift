@@ -49,13 +49,13 @@ extension Reliability {
 
         @Test("A client replaces the data directory with a symlink to a root-owned file or directory: the fix step replaces the link and never touches the target", arguments: ["directory", "file"])
         func symlinkedDataDirectory(target: String) async throws {
-            try await withReliabilityBed { bed in
+            try await withReliabilityBed(arguments: ["--data-layout", "data"]) { bed in
                 let victim = try Victim(in: bed.fixture.directory)
                 let session = try bed.openWritableSession()
                 // What a client with write access to the root can do (the
                 // test is root; a client as the storage's user could too).
-                try FileManager.default.removeItem(atPath: bed.fixture.dataPath)
-                #expect(symlink(target == "directory" ? victim.directory : victim.file, bed.fixture.dataPath) == 0)
+                try FileManager.default.removeItem(atPath: bed.fixture.dataSubdirectoryPath)
+                #expect(symlink(target == "directory" ? victim.directory : victim.file, bed.fixture.dataSubdirectoryPath) == 0)
                 session.close()
                 #expect(await bed.settlesReadOnlyWithNoSession())
 
@@ -64,9 +64,9 @@ extension Reliability {
                 next.close()
                 victim.expectUntouched()
                 var info = stat()
-                #expect(lstat(bed.fixture.dataPath, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR, "the data directory is a real directory again")
+                #expect(lstat(bed.fixture.dataSubdirectoryPath, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR, "the data directory is a real directory again")
                 #expect(info.st_uid == getpwnam("nobody")!.pointee.pw_uid)
-                #expect(bed.daemon.log.contains("\(bed.fixture.dataPath) was a symbolic link; removed it (its target was not touched)"))
+                #expect(bed.daemon.log.contains("\(bed.fixture.dataSubdirectoryPath) was a symbolic link; removed it (its target was not touched)"))
             }
         }
 
@@ -75,12 +75,12 @@ extension Reliability {
             try await withStorageFixture { fixture in
                 let helper = BuiltProducts.path(of: "kvmd-helper-pst-remount")
                 let victim = try Victim(in: fixture.directory)
-                #expect(try SystemCommand.execute([helper, "--fstab", fixture.fstabPath, "rw"]).status == 0)
-                try FileManager.default.removeItem(atPath: fixture.dataPath)
-                #expect(symlink(victim.directory, fixture.dataPath) == 0)
-                let rw = try SystemCommand.execute([helper, "--fstab", fixture.fstabPath, "rw"])
+                #expect(try SystemCommand.execute([helper, "--fstab", fixture.fstabPath, "--data-layout", "data", "rw"]).status == 0)
+                try FileManager.default.removeItem(atPath: fixture.dataSubdirectoryPath)
+                #expect(symlink(victim.directory, fixture.dataSubdirectoryPath) == 0)
+                let rw = try SystemCommand.execute([helper, "--fstab", fixture.fstabPath, "--data-layout", "data", "rw"])
                 #expect(rw.status == 0)
-                #expect(rw.standardError.contains("warning: \(fixture.dataPath) was a symbolic link"), "\(rw.standardError)")
+                #expect(rw.standardError.contains("warning: \(fixture.dataSubdirectoryPath) was a symbolic link"), "\(rw.standardError)")
                 victim.expectUntouched()
                 #expect(try SystemCommand.execute([helper, "--fstab", fixture.fstabPath, "ro"]).status == 0)
             }
@@ -88,19 +88,19 @@ extension Reliability {
 
         @Test("The data directory swapped for a link while the storage is writable: kvmd-pstrun (as root) does not run its script, the library throws, nothing is written through the link (second attack pass)")
         func dataDirectorySwappedWhileWritable() async throws {
-            try await withReliabilityBed { bed in
+            try await withReliabilityBed(arguments: ["--data-layout", "data"]) { bed in
                 let victim = try Victim(in: bed.fixture.directory)
                 let holder = try bed.openWritableSession()
                 defer { holder.close() }
-                try FileManager.default.moveItem(atPath: bed.fixture.dataPath, toPath: bed.fixture.dataPath + ".old")
-                #expect(symlink(victim.directory, bed.fixture.dataPath) == 0)
+                try FileManager.default.moveItem(atPath: bed.fixture.dataSubdirectoryPath, toPath: bed.fixture.dataSubdirectoryPath + ".old")
+                #expect(symlink(victim.directory, bed.fixture.dataSubdirectoryPath) == 0)
 
                 let run = try await SystemCommand.execute([
                     BuiltProducts.path(of: "kvmd-pstrun"), "--socket", bed.socketPath, "--",
                     "/bin/sh", "-c", #"echo from-root > "$KVMD_PST_DATA/secret""#,
                 ])
                 #expect(run.status == 1, "\(run.standardError)")
-                #expect(run.standardError.contains("the PST data directory \(bed.fixture.dataPath) is a symbolic link, not a directory; not writing there"), "\(run.standardError)")
+                #expect(run.standardError.contains("the PST data directory \(bed.fixture.dataSubdirectoryPath) is a symbolic link, not a directory; not writing there"), "\(run.standardError)")
                 #expect(!run.standardError.contains("Running the process"))
                 #expect(try String(contentsOfFile: victim.file, encoding: .utf8) == "root's")
 
@@ -135,8 +135,8 @@ extension Reliability {
 
         @Test("A client puts a file, FIFO, socket or looping link where the data directory belongs: the next session is still served; the thing is moved aside, never deleted (attack round: it locked every client out)", arguments: ["file", "fifo", "socket", "loop"])
         func nonDirectoryInPlaceOfDataDirectory(kind: String) async throws {
-            try await withReliabilityBed { bed in
-                let data = bed.fixture.dataPath
+            try await withReliabilityBed(arguments: ["--data-layout", "data"]) { bed in
+                let data = bed.fixture.dataSubdirectoryPath
                 let session = try bed.openWritableSession()
                 try FileManager.default.removeItem(atPath: data)
                 switch kind {
@@ -234,17 +234,17 @@ extension Reliability {
 
         @Test("A bind mount onto the data directory, or a root reached through a link inside the storage: the fix step does not leave the storage (attack round)")
         func fixStepStaysInsideTheStorage() async throws {
-            try await withReliabilityBed { bed in
+            try await withReliabilityBed(arguments: ["--data-layout", "data"]) { bed in
                 let victim = try Victim(in: bed.fixture.directory)
                 let session = try bed.openWritableSession()
-                try await SystemCommand.run(["mount", "--bind", victim.directory, bed.fixture.dataPath])
-                defer { _ = try? SystemCommand.run(["umount", bed.fixture.dataPath]) }
+                try await SystemCommand.run(["mount", "--bind", victim.directory, bed.fixture.dataSubdirectoryPath])
+                defer { _ = try? SystemCommand.run(["umount", bed.fixture.dataSubdirectoryPath]) }
                 session.close()
                 #expect(await bed.settlesReadOnlyWithNoSession())
                 let refused = try bed.openSession()
                 #expect(DaemonTestBed.writeAllowed(in: try BedEvents.next(on: refused)) == false)
                 refused.close()
-                #expect(try (bed.state()["error"] as? String)?.contains("\(bed.fixture.dataPath) is another filesystem mounted inside the storage") == true)
+                #expect(try (bed.state()["error"] as? String)?.contains("\(bed.fixture.dataSubdirectoryPath) is another filesystem mounted inside the storage") == true)
                 victim.expectUntouched()
             }
             try await withStorageFixture { fixture in
@@ -264,7 +264,7 @@ extension Reliability {
                 let before = try bed.remounts()
                 let other = try makeSocketDirectory()
                 defer { try? FileManager.default.removeItem(atPath: other) }
-                let exit = try await runDaemonToExit(["--fstab", bed.fixture.fstabPath, "--socket", other + "/b.sock", "--socket-group", ""])
+                let exit = try await runDaemonToExit(["--run", "--fstab", bed.fixture.fstabPath, "--socket", other + "/b.sock", "--socket-group", ""])
                 #expect(exit.status == 1 && exit.criticalLines.count == 1, "\(exit)")
                 #expect(exit.log.contains("another kvmd-pst already manages the storage at \(bed.fixture.mountPath)"), "\(exit)")
                 #expect(bed.fixture.state == .readWrite)
@@ -293,10 +293,10 @@ extension Reliability {
 
         @Test("One session removes the data directory: the others are not revoked, write_allowed stays true, and the next RW remount recreates it")
         func removedDataDirectoryRevokesNobody() async throws {
-            try await withReliabilityBed { bed in
+            try await withReliabilityBed(arguments: ["--data-layout", "data"]) { bed in
                 let bystander = try bed.openWritableSession()
                 let remover = try bed.openWritableSession()
-                try FileManager.default.removeItem(atPath: bed.fixture.dataPath)
+                try FileManager.default.removeItem(atPath: bed.fixture.dataSubdirectoryPath)
                 // Longer than the daemon's one-second mount re-check, so a revocation would have been sent.
                 try await Task.sleep(for: .milliseconds(1500))
                 #expect(try bed.writeAllowed() == true)
@@ -313,7 +313,7 @@ extension Reliability {
                 let next = try bed.openWritableSession()
                 next.close()
                 var info = stat()
-                #expect(lstat(bed.fixture.dataPath, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR)
+                #expect(lstat(bed.fixture.dataSubdirectoryPath, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR)
             }
         }
 

@@ -34,7 +34,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// instead of in-process.
     public var remountCommand: [String]? = nil
     public var fstabPath: String = FstabReader.defaultPath
-    public var dataLayout: DataLayout = .dataSubdirectory
+    public var dataLayout: DataLayout = .kvmdDefault
     public var maxSessions: Int = 100
     /// The most connections open at once that are not sessions (a request in
     /// progress, or nothing sent yet); past it the oldest is closed. Also

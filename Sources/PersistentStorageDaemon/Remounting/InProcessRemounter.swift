@@ -20,7 +20,7 @@ public struct InProcessRemounter: StorageRemounter {
     private let storage: MountedStorage
 
     public init(
-        location: StorageLocation, layout: DataLayout = .dataSubdirectory, fstabPath: String = FstabReader.defaultPath,
+        location: StorageLocation, layout: DataLayout = .kvmdDefault, fstabPath: String = FstabReader.defaultPath,
         logger: Logger = Logger(label: "kvmd-pst")
     ) {
         self.location = location
