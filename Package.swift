@@ -30,10 +30,17 @@ let package = Package(
         // What Glibc does not export to Swift: peer credentials, terminal and process-group helpers.
         .target(name: "CSystemShims"),
 
+        // Reading a small configuration file safely (a regular file, bounded, never blocking).
+        .target(name: "SystemFiles"),
+        // kvmd's configuration tree (main.yaml, override.d, override.yaml) and its pst: section.
+        .target(
+            name: "KvmdConfiguration",
+            dependencies: ["SystemFiles"]
+        ),
         // The partition and the kernel: fstab discovery, mount state, remount, the fix step.
         .target(
             name: "PersistentStorageMount",
-            dependencies: ["CLibMount", "CSystemShims"]
+            dependencies: ["CLibMount", "CSystemShims", "SystemFiles"]
         ),
         // The client API (`withWritableStorage`) and the wire-protocol types.
         .target(
@@ -54,6 +61,8 @@ let package = Package(
             dependencies: [
                 "PersistentStorage",
                 "PersistentStorageMount",
+                "KvmdConfiguration",
+                "SystemFiles",
                 "CSystemShims",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -69,6 +78,7 @@ let package = Package(
             name: "PersistentStorageRun",
             dependencies: [
                 "PersistentStorage",
+                "KvmdConfiguration",
                 "CSystemShims",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -96,6 +106,7 @@ let package = Package(
             name: "kvmd-pst",
             dependencies: [
                 "PersistentStorageDaemon",
+                "KvmdConfiguration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -132,7 +143,7 @@ let package = Package(
         .testTarget(
             name: "PersistentStorageDaemonTests",
             dependencies: [
-                "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageMount",
+                "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageMount", "KvmdConfiguration",
                 "PersistentStorageTestSupport", "PersistentStorageTestBed",
             ]
         ),
@@ -149,7 +160,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PersistentStorageRunTests",
-            dependencies: ["PersistentStorageRun", "PersistentStorage", "PersistentStorageTestSupport"]
+            dependencies: ["PersistentStorageRun", "PersistentStorage", "PersistentStorageTestSupport", "KvmdConfiguration"]
         ),
         // Faults injected for real, hostile input, fuzzing and a soak (issue 7).
         .testTarget(
@@ -167,7 +178,7 @@ let package = Package(
         // Every example against a real daemon, the deployment files, and the docs against `--help`.
         .testTarget(
             name: "ExamplesTests",
-            dependencies: ["PersistentStorageMount", "PersistentStorageTestSupport"]
+            dependencies: ["PersistentStorageMount", "PersistentStorageTestSupport", "PersistentStorageDaemon"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -52,12 +52,12 @@ struct NumericOptionTests {
     }
 
     @Test("the same keys in the --config file are checked against the same ranges", arguments: [
-        ("heartbeat: 0.0001", "pst.heartbeat"), ("heartbeat: 1e300", "pst.heartbeat"),
+        ("server: {heartbeat: 0.0001}", "pst.server.heartbeat"), ("server: {heartbeat: 1e300}", "pst.server.heartbeat"),
         ("ro_retries_delay: 1e18", "pst.ro_retries_delay"), ("ro_cleanup_delay: -1", "pst.ro_cleanup_delay"),
         ("server: {unix_mode: 0o7777}", "unix_mode"),
     ])
     func configFile(line: String, key: String) throws {
-        #expect { try KvmdConfigurationFile.parse("pst:\n    \(line)\n") } throws: { error in
+        #expect { try configuration(fromYAML: "pst:\n    \(line)\n") } throws: { error in
             "\(error)".contains(key)
         }
         let file = FileManager.default.temporaryDirectory.appending(path: "numeric-\(UUID().uuidString).yaml").path(percentEncoded: false)
