@@ -86,4 +86,16 @@ struct DurableOnReturnTests {
             await holder.close()
         }
     }
+
+    @Test("DurableFile.write: the new content is on the disk when it returns, while the session stays open")
+    func durableFileInOpenSession() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let session = try await PersistentStorage(socketPath: daemon.socketPath).openSession()
+            for run in 0..<4 {
+                try DurableFile.write(Data("version \(run)\n".utf8), to: session.url.appending(path: "settings.json"))
+                #expect(try await Self.contentOnDisk(fixture, file: "/settings.json") == "version \(run)\n")
+            }
+            await session.close()
+        }
+    }
 }
