@@ -76,7 +76,10 @@ public struct KvmdConfigTree: Sendable, Equatable {
         defer { closedir(handle) }
         var names: [String] = []
         while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+            guard let name = String(validating: bytes, as: UTF8.self) else {
+                throw KvmdConfigError("the override directory \(directory) holds a file whose name is not UTF-8; rename or remove it")
+            }
             guard name != ".", name != ".." else { continue }
             var info = stat()
             let path = directory + "/" + name
@@ -168,7 +171,12 @@ public struct PstSection: Sendable, Equatable {
             sources[prefix] = file
             return
         }
-        for entry in incoming {
+        // A key written twice in one mapping: the last one counts, whole, as
+        // in PyYAML (it is not merged with the first).
+        let lastOfEach = incoming.enumerated().filter { index, entry in
+            !incoming[(index + 1)...].contains { $0.key == entry.key }
+        }.map(\.element)
+        for entry in lastOfEach {
             let childPath = path + [entry.key]
             if let index = entries.lastIndex(where: { $0.key == entry.key }) {
                 merge(entry.value, into: &entries[index].value, path: childPath, file: file, sources: &sources)

@@ -103,6 +103,9 @@ package enum KvmdYAML {
             if content.first == "\t" {
                 throw SyntaxError(line: number, message: "tabs cannot indent YAML")
             }
+            if indent == 0 && content == "---" && !lines.isEmpty {
+                throw SyntaxError(line: number, message: "a second YAML document ('---'); kvmd reads files of one document")
+            }
             if indent == 0 && (content == "---" || content == "..." || content.hasPrefix("%")) { continue }
             lines.append(Line(number: number, indent: indent, content: content))
         }

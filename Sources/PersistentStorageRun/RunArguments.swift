@@ -43,10 +43,17 @@ public struct RunArguments: Equatable, Sendable {
     /// The socket to use: `--socket`, else kvmd's `pst.server.unix`, else
     /// ``defaultSocketPath``. kvmd's files are read only in the second case.
     public func effectiveSocketPath() throws(KvmdConfigError) -> String {
+        // kvmd's files are read only when needed, or when named on the
+        // command line (then they must be usable, as for kvmd's kvmd-pstrun).
+        let namesFiles = configTree.mainConfig != nil || configTree.overrideDirectory != nil || configTree.overrideConfig != nil
+        if let socketPath, !namesFiles { return socketPath }
+        let section = try configTree.pstSection()
         if let socketPath { return socketPath }
-        guard let configured = try configTree.pstSection().string(at: ["server", "unix"]) else { return Self.defaultSocketPath }
-        guard configured.hasPrefix("/") else {
-            throw KvmdConfigError("pst.server.unix '\(configured)' in kvmd's configuration is not an absolute path")
+        let key = ["server", "unix"]
+        guard let configured = try section.string(at: key) else { return Self.defaultSocketPath }
+        guard configured.hasPrefix("/"), !configured.utf8.contains(0) else {
+            let shown = configured.count > 40 ? String(configured.prefix(40)) + "…" : configured
+            throw KvmdConfigError("\(section.source(of: key)): pst.server.unix '\(shown)' is not an absolute path without NUL bytes")
         }
         return configured
     }

@@ -5,12 +5,14 @@ package enum FileReadError: Error, CustomStringConvertible {
     case systemCall(errno: Int32)
     case notRegularFile(kind: String)
     case tooLarge(limit: Int)
+    case notUTF8
 
     package var description: String {
         switch self {
         case .systemCall(let code): String(cString: strerror(code))
         case .notRegularFile(let kind): "it is \(kind), not a regular file"
         case .tooLarge(let limit): "it is larger than \(limit / 1024) KiB, which no configuration file is"
+        case .notUTF8: "it is not UTF-8 text"
         }
     }
 }
@@ -42,7 +44,9 @@ package func readFile(_ path: String, limit: Int = 1 << 20) throws(FileReadError
         // The file may grow while it is read.
         guard bytes.count <= limit else { throw .tooLarge(limit: limit) }
     }
-    return String(decoding: bytes, as: UTF8.self)
+    // Never a guess: a byte replaced by U+FFFD would name another path.
+    guard let text = String(validating: bytes, as: UTF8.self) else { throw .notUTF8 }
+    return text
 }
 
 /// What a file that is not regular is, in words.

@@ -25,8 +25,8 @@ struct KvmdPst: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("kvmd's override file, read last (default \(KvmdConfigTree.defaultOverrideConfig), if it exists).", valueName: "file"))
     var overrideConfig: String?
 
-    @Option(name: .long, help: ArgumentHelp("One more kvmd-style YAML file, read after kvmd's; options given here win over all files.", valueName: "file"))
-    var config: String?
+    @Option(name: .long, help: ArgumentHelp("One more kvmd-style YAML file, read after kvmd's (may be given more than once, read in order); options given here win over all files.", valueName: "file"))
+    var config: [String] = []
 
     @Flag(name: [.customShort("m"), .long], help: "Print the pst: configuration in effect (files and options) and exit.")
     var dumpConfig = false
@@ -109,7 +109,17 @@ struct KvmdPst: AsyncParsableCommand {
             throw ExitCode(Self.usageErrorExitCode)
         }
         if dumpConfig {
-            print(configuration.dumped, terminator: "")
+            // Output that did not arrive (a full disk, a closed stdout) is a failure.
+            var bytes = Array(configuration.dumped.utf8)[...]
+            while !bytes.isEmpty {
+                let count = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else {
+                    logger.critical("cannot write the configuration to stdout: \(String(cString: strerror(errno)))")
+                    throw ExitCode.failure
+                }
+                bytes = bytes.dropFirst(count)
+            }
             return
         }
         guard run else {
@@ -133,7 +143,7 @@ struct KvmdPst: AsyncParsableCommand {
         configuration.socketGroup = DaemonConfiguration.defaultSocketGroup
         let tree = KvmdConfigTree(
             mainConfig: mainConfig, overrideDirectory: overrideDir, overrideConfig: overrideConfig,
-            extraFiles: config.map { [$0] } ?? [])
+            extraFiles: config)
         let section: PstSection
         do {
             section = try tree.pstSection()

@@ -103,7 +103,10 @@ struct ConfigurationTests {
     @Test("a NUL byte in a path or the remount command is refused by validation, before anything is touched (attack round)")
     func nulBytes() throws {
         var configuration = DaemonConfiguration()
-        _ = try configuration.apply(PstSection.parse("pst:\n    server:\n        unix: /tmp/a.sock\u{0}x\n"))
+        #expect { _ = try configuration.apply(PstSection.parse("pst:\n    server:\n        unix: /tmp/a.sock\u{0}x\n")) } throws: {
+            "\($0)".contains("pst.server.unix") && "\($0)".contains("NUL")
+        }
+        configuration.socketPath = "/tmp/a.sock\u{0}x"
         #expect(throws: DaemonConfigurationError("the socket path contains a NUL byte")) { try configuration.validate() }
         configuration = DaemonConfiguration()
         configuration.fstabPath = "/etc/fstab\u{0}"

@@ -112,4 +112,99 @@ struct KvmdConfigTreeTests {
             "\($0)".contains("/nonexistent.d")
         }
     }
+
+    // MARK: - The attack round of issue 14
+
+    @Test("numbers as kvmd's YAML 1.1 reads them: plain 010 is octal, 0x10 hex, 1_0 ten; quoted \"010\" is decimal")
+    func yamlNumbers() throws {
+        #expect(try configuration(fromYAML: "pst:\n    server:\n        heartbeat: 010\n").heartbeat == .seconds(8))
+        #expect(try configuration(fromYAML: "pst:\n    server:\n        heartbeat: 0x10\n").heartbeat == .seconds(16))
+        #expect(try configuration(fromYAML: "pst:\n    server:\n        heartbeat: 1_0\n").heartbeat == .seconds(10))
+        #expect(try configuration(fromYAML: "pst:\n    server:\n        heartbeat: \"010\"\n").heartbeat == .seconds(10))
+    }
+
+    @Test("a value or a file name that is not UTF-8 is an error naming the file, never a replaced character")
+    func invalidUTF8() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/main.yaml"
+        try Data("pst:\n    server:\n        unix: /tmp/x/".utf8 + [0xFF] + Data(".sock\n".utf8)).write(to: URL(filePath: file))
+        #expect { try KvmdConfigTree(mainConfig: file, overrideDirectory: directory + "/override.d", overrideConfig: file).pstSection() } throws: {
+            "\($0)".contains("cannot read the configuration file \(file): it is not UTF-8 text")
+        }
+        try "".write(toFile: file, atomically: true, encoding: .utf8)
+        let badName = Array((directory + "/override.d/").utf8) + [0xFF] + Array(".yaml".utf8) + [0]
+        let fd = badName.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_CREAT | O_WRONLY, 0o644) } }
+        #expect(fd >= 0)
+        close(fd)
+        #expect { try KvmdConfigTree(mainConfig: file, overrideDirectory: directory + "/override.d", overrideConfig: file).files() } throws: {
+            "\($0)".contains("holds a file whose name is not UTF-8")
+        }
+    }
+
+    @Test("a key twice in one mapping: the last one counts, whole, as in PyYAML; a second document is refused")
+    func duplicatesAndDocuments() throws {
+        let twice = try configuration(fromYAML: "pst:\n    server:\n        heartbeat: 3\n    server:\n        unix: /tmp/b.sock\n")
+        #expect(twice.socketPath == "/tmp/b.sock")
+        #expect(twice.heartbeat == .seconds(15), "the first server: mapping is replaced, not merged")
+        #expect { try configuration(fromYAML: "pst:\n    ro_retries_delay: 2\n---\npst:\n    ro_retries_delay: 3\n") } throws: {
+            "\($0)".contains("a second YAML document")
+        }
+        #expect(try configuration(fromYAML: "---\npst:\n    ro_retries_delay: 2\n").readOnlyRetryDelay == .seconds(2))
+    }
+
+    @Test("a relative or NUL-holding socket path and a relative remount command are errors naming the file and key")
+    func pathsNameTheirSource() throws {
+        #expect { try configuration(fromYAML: "pst:\n    server:\n        unix: rel.sock\n") } throws: {
+            "\($0)".hasPrefix("the configuration: pst.server.unix: 'rel.sock' is not an absolute path")
+        }
+        #expect { try configuration(fromYAML: "pst:\n    remount_cmd: sudo x {mode}\n") } throws: {
+            "\($0)".hasPrefix("the configuration: pst.remount_cmd: the first word 'sudo x {mode}' is not an absolute path")
+        }
+    }
+
+    @Test("the old pst.heartbeat beside kvmd's key: checked, then ignored with a warning")
+    func legacyBesideNewKey() throws {
+        var configuration = DaemonConfiguration()
+        let warnings = try configuration.apply(PstSection.parse("pst:\n    heartbeat: 4\n    server:\n        heartbeat: 6\n", source: "f.yaml"))
+        #expect(configuration.heartbeat == .seconds(6))
+        #expect(warnings == ["f.yaml: pst.heartbeat is ignored: kvmd's pst.server.heartbeat is set, and wins"])
+        #expect { try configuration.apply(PstSection.parse("pst:\n    heartbeat: banana\n    server:\n        heartbeat: 6\n")) } throws: {
+            "\($0)".contains("pst.heartbeat")
+        }
+    }
+
+    @Test("-m prints YAML that reads back the same (quoted where PyYAML would read something else), and fails when stdout does")
+    func dumpReadsBack() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "".write(toFile: directory + "/empty.yaml", atomically: true, encoding: .utf8)
+        let empty = ["--main-config", directory + "/empty.yaml", "--override-dir", directory + "/override.d", "--override-config", directory + "/empty.yaml"]
+        let options = empty + ["--socket", "/tmp/a #b: c.sock", "--remount-command", "/bin/echo null yes 0660 {mode}"]
+        let dump = try await SystemCommand.execute([BuiltProducts.path(of: "kvmd-pst"), "-m"] + options)
+        #expect(dump.status == 0, "\(dump.standardError)")
+        try dump.standardOutput.write(toFile: directory + "/dumped.yaml", atomically: true, encoding: .utf8)
+        let again = try await SystemCommand.execute([BuiltProducts.path(of: "kvmd-pst"), "-m", "--config", directory + "/dumped.yaml"] + empty)
+        #expect(again.status == 0, "\(again.standardError)")
+        #expect(again.standardOutput == dump.standardOutput)
+        #expect(dump.standardOutput.contains(#"unix: "/tmp/a #b: c.sock""#))
+        #expect(dump.standardOutput.contains(#"- "null""#) && dump.standardOutput.contains(#"- "0660""#))
+
+        let full = try await SystemCommand.execute(["/bin/sh", "-c", "\"$0\" -m \"$@\" > /dev/full", BuiltProducts.path(of: "kvmd-pst")] + empty)
+        #expect(full.status == 1, "\(full.standardError)")
+    }
+
+    @Test("--config may be given twice: both are read, in order")
+    func configTwice() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "pst:\n    ro_retries_delay: 2\n    ro_cleanup_delay: 1\n".write(toFile: directory + "/a.yaml", atomically: true, encoding: .utf8)
+        try "pst:\n    ro_retries_delay: 5\n".write(toFile: directory + "/b.yaml", atomically: true, encoding: .utf8)
+        try "".write(toFile: directory + "/empty.yaml", atomically: true, encoding: .utf8)
+        let dump = try await SystemCommand.execute([
+            BuiltProducts.path(of: "kvmd-pst"), "-m", "--main-config", directory + "/empty.yaml", "--override-dir", directory + "/override.d",
+            "--override-config", directory + "/empty.yaml", "--config", directory + "/a.yaml", "--config", directory + "/b.yaml",
+        ])
+        #expect(dump.standardOutput.contains("ro_retries_delay: 5\n") && dump.standardOutput.contains("ro_cleanup_delay: 1\n"), "\(dump.standardOutput)")
+    }
 }

@@ -69,8 +69,12 @@ struct RunConfigTreeTests {
         #expect { try socket(tree.arguments()) } throws: { "\($0)".contains("not an absolute path") }
         try tree.write("pst:\n    server: [unclosed\n", to: tree.main)
         #expect { try socket(tree.arguments()) } throws: { "\($0)".contains(tree.main) }
+        try "pst:\n    server:\n        unix: /tmp/p/x\u{0}/evil\n".write(toFile: tree.main, atomically: true, encoding: .utf8)
+        #expect { try socket(tree.arguments()) } throws: { "\($0)".hasPrefix("\(tree.main): pst.server.unix") }
         try FileManager.default.removeItem(atPath: tree.main)
         #expect { try socket(tree.arguments()) } throws: { "\($0)".contains(tree.main) }
+        // Named on the command line, a file must be usable even with --socket, as for kvmd's kvmd-pstrun.
+        #expect { try socket(tree.arguments(["--socket", "/tmp/s.sock"])) } throws: { "\($0)".contains(tree.main) }
     }
 
     @Test("the built kvmd-pstrun finds a real daemon through --main-config alone", .enabled(if: RealMounts.enabled))
@@ -88,5 +92,15 @@ struct RunConfigTreeTests {
             #expect(result.status == 0, "\(result.standardError)")
             #expect(try String(contentsOfFile: fixture.dataPath + "/tree", encoding: .utf8) == "from-tree\n")
         }
+    }
+
+    @Test("a socket path that is a regular file is named as such, not as a daemon that is not running (attack round)")
+    func regularFileAtSocketPath() async throws {
+        let tree = try Tree()
+        defer { tree.remove() }
+        try tree.write("not a socket", to: tree.directory + "/pst.sock")
+        let result = try await SystemCommand.execute([BuiltProducts.path(of: "kvmd-pstrun"), "--socket", tree.directory + "/pst.sock", "--", "true"])
+        #expect(result.status == 1)
+        #expect(result.standardError.contains("a regular file is there, not a socket"), "\(result.standardError)")
     }
 }

@@ -68,18 +68,27 @@ public enum ConfigurationValue {
         return text
     }
 
-    /// A YAML scalar that reads back as `text`.
+    /// A YAML scalar that reads back as `text`, in PyYAML and here: an
+    /// absolute path of safe characters plain, anything else double-quoted
+    /// with its control characters escaped (so `null`, `yes`, `0660`, `a #b`
+    /// stay strings).
     static func yamlQuoted(_ text: String) -> String {
-        let plain = !text.isEmpty && text.utf8.allSatisfy { byte in
+        let plain = text.hasPrefix("/") && text.utf8.allSatisfy { byte in
             (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || "/-_.".utf8.contains(byte)
-        } && !text.hasPrefix("-")
+        }
         if plain { return text }
-        return "\"" + text.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
-    }
-}
-
-extension String {
-    fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
-        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+        var quoted = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": quoted += "\\\""
+            case "\\": quoted += "\\\\"
+            case "\n": quoted += "\\n"
+            case "\t": quoted += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                quoted += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+            default: quoted.unicodeScalars.append(scalar)
+            }
+        }
+        return quoted + "\""
     }
 }

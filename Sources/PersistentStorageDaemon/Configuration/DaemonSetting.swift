@@ -57,7 +57,11 @@ extension DaemonSetting {
         describe: { $0.socketPath },
         applyOption: { text, configuration throws(DaemonConfigurationError) in configuration.socketPath = text },
         applyYAML: { node, name, configuration throws(DaemonConfigurationError) in
-            configuration.socketPath = try scalar(node, name)
+            let path = try scalar(node, name)
+            guard !path.utf8.contains(0), path.hasPrefix("/") else {
+                throw DaemonConfigurationError("\(name): '\(SettingRange.shortened(path))' is not an absolute path without NUL bytes")
+            }
+            configuration.socketPath = path
         })
 
     public static let socketMode = DaemonSetting(
@@ -161,6 +165,9 @@ extension DaemonSetting {
                 words = ConfigurationValue.kvmdCommand(try scalar(node, name))
             }
             guard !words.isEmpty else { throw DaemonConfigurationError("\(name): the command is empty") }
+            guard words[0].hasPrefix("/"), !words.contains(where: { $0.utf8.contains(0) }) else {
+                throw DaemonConfigurationError("\(name): the first word '\(SettingRange.shortened(words[0]))' is not an absolute path (or a word holds a NUL byte)")
+            }
             configuration.remountCommand = words
         })
 
@@ -237,9 +244,20 @@ extension DaemonSetting {
         return text
     }
 
-    /// A number as kvmd takes it: YAML's int or float, or a string holding one.
+    /// A number as kvmd takes it: YAML 1.1's int or float (a plain `010` is
+    /// octal 8, `0x10` is 16, `1_000` is 1000), or a string holding one,
+    /// which Python's `float()` reads as decimal.
     private static func number(_ node: KvmdYAML.Node, _ name: String) throws(DaemonConfigurationError) -> String {
-        try scalar(node, name).trimmingWhitespace()
+        let text = try scalar(node, name).trimmingWhitespace()
+        guard case .scalar(_, plain: true) = node else { return text }
+        var digits = text.filter { $0 != "_" }
+        var sign = ""
+        if digits.hasPrefix("-") || digits.hasPrefix("+") { sign = String(digits.removeFirst()) }
+        if digits.hasPrefix("0x"), let value = Int64(digits.dropFirst(2), radix: 16) { return sign + String(value) }
+        if digits.count > 1, digits.hasPrefix("0"), digits.allSatisfy({ ("0"..."7").contains($0) }), let value = Int64(digits, radix: 8) {
+            return sign + String(value)
+        }
+        return sign + digits
     }
 }
 
@@ -266,10 +284,15 @@ extension DaemonConfiguration {
             guard let key = setting.kvmdKey, let (node, source) = section.value(at: key) else { continue }
             try setting.applyYAML(node, "\(source): \(setting.kvmdKeyText!)", &self)
         }
-        if section.value(at: DaemonSetting.heartbeat.kvmdKey!) == nil,
-           let (node, source) = section.value(at: DaemonSetting.legacyHeartbeatKey) {
-            try DaemonSetting.heartbeat.applyYAML(node, "\(source): pst.heartbeat", &self)
-            warnings.append("\(source): pst.heartbeat is read for compatibility with older swift-pst; kvmd's key is pst.server.heartbeat")
+        if let (node, source) = section.value(at: DaemonSetting.legacyHeartbeatKey) {
+            if section.value(at: DaemonSetting.heartbeat.kvmdKey!) == nil {
+                try DaemonSetting.heartbeat.applyYAML(node, "\(source): pst.heartbeat", &self)
+                warnings.append("\(source): pst.heartbeat is read for compatibility with older swift-pst; kvmd's key is pst.server.heartbeat")
+            } else {
+                var ignored = self
+                try DaemonSetting.heartbeat.applyYAML(node, "\(source): pst.heartbeat", &ignored)
+                warnings.append("\(source): pst.heartbeat is ignored: kvmd's pst.server.heartbeat is set, and wins")
+            }
         }
         return warnings
     }
@@ -278,7 +301,7 @@ extension DaemonConfiguration {
     /// only swift-pst has, as comments (`kvmd-pst --dump-config`).
     public var dumped: String {
         var lines = ["pst:", "    server:"]
-        lines.append("        unix: \(DaemonSetting.socket.describe(self))")
+        lines.append("        unix: \(ConfigurationValue.yamlQuoted(socketPath))")
         lines.append("        unix_mode: \(DaemonSetting.socketMode.describe(self))")
         lines.append("        heartbeat: \(DaemonSetting.heartbeat.describe(self))")
         lines.append("    ro_retries_delay: \(DaemonSetting.readOnlyRetryDelay.describe(self))")
