@@ -151,6 +151,11 @@ public struct PersistentStorageDaemon: Service {
             mountState: { _ in storage.state() },
             mountTableMayHaveChanged: { [probe = MountTableChangeProbe()] in probe?.changedSinceLastAsked() ?? true },
             mountStateAfterRemount: { storage.state(afterRemountTo: $0) },
+            busyScan: { [mountPath = location.mountPath] in
+                var info = stat()
+                guard stat(mountPath, &info) == 0 else { return [] }
+                return BusyHolders().scan(device: info.st_dev)
+            },
             storageBeneathIsWritable: { storage.storageIsWritable() },
             statusObserver: { status in
                 notifier.status(

@@ -75,6 +75,12 @@ actor RemountController {
     private var retryGeneration: UInt64 = 0
     private var counters = RemountCounters()
     private var lastFailure: String?
+    /// Who held the storage busy at the last refused read-only remount,
+    /// until a remount succeeds (`GET /state`'s `busy`).
+    private var busyHolders: [BusyHolder] = []
+    private var busyScanGeneration: UInt64 = 0
+    /// Finds the busy holders (``BusyHolders``); nil in unit tests.
+    private let busyScan: (@Sendable () -> [BusyHolder])?
     private var isShuttingDown = false
     /// The coming broadcast of a changed session count; see ``publishSoon()``.
     private var queuedPublish: Scheduled<Void>?
@@ -93,6 +99,7 @@ actor RemountController {
         mountState: @escaping @Sendable (String) -> MountState = { MountTable.state(ofMountPoint: $0) },
         mountTableMayHaveChanged: @escaping @Sendable () -> Bool = { true },
         mountStateAfterRemount: (@Sendable (RemountMode) -> MountState)? = nil,
+        busyScan: (@Sendable () -> [BusyHolder])? = nil,
         storageBeneathIsWritable: @escaping @Sendable () -> Bool = { false },
         statusObserver: (@Sendable (StorageStatus) -> Void)? = nil,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
@@ -103,6 +110,7 @@ actor RemountController {
         self.remounter = remounter
         self.readMountState = mountState
         self.mountTableMayHaveChanged = mountTableMayHaveChanged
+        self.busyScan = busyScan
         let mountPath = settings.mountPath
         self.readMountStateAfterRemount = mountStateAfterRemount ?? { _ in mountState(mountPath) }
         self.storageBeneathIsWritable = storageBeneathIsWritable
@@ -174,7 +182,9 @@ actor RemountController {
                 id: id.rawValue, pid: session.peer.pid, uid: session.peer.uid, user: SessionReport.userName(session.peer.uid),
                 command: session.peer.command, since: SessionReport.timestamp(session.openedAt))
         }
-        return StateReport(clients: status.clients, data: status.data, remounts: counters, error: lastFailure, sessions: sessions)
+        return StateReport(
+            clients: status.clients, data: status.data, remounts: counters, error: lastFailure, sessions: sessions,
+            busy: busyHolders.isEmpty ? nil : busyHolders)
     }
 
     /// Whether one more session would be accepted now. Checked before the
@@ -419,8 +429,11 @@ actor RemountController {
             lastFailure = String(describing: error)
             logger.error("remount to \(mode) failed: \(lastFailure!)")
             refreshMountState()
+            if mode == .readOnly && Self.isBusy(error) { diagnoseBusy() }
             return .failure(error)
         }
+        busyHolders = []
+        busyScanGeneration += 1
         switch mode {
         case .readWrite: counters.rw += 1
         case .readOnly: counters.ro += 1
@@ -433,6 +446,40 @@ actor RemountController {
         _ = mountTableMayHaveChanged()
         update(to: readMountStateAfterRemount(mode))
         return .success(())
+    }
+
+    // MARK: - Who holds the storage busy
+
+    private static func isBusy(_ error: any Error) -> Bool {
+        if let error = error as? RemountError { return error.kind == .busy }
+        if let error = error as? StorageRemountError, case .remount(let remount) = error { return remount.kind == .busy }
+        // A remount command says so in its own words (mount(8): "target is busy").
+        return "\(error)".lowercased().contains("busy")
+    }
+
+    /// Looks in /proc for who holds the filesystem, once per refused
+    /// read-only remount, on a thread of its own (it reads every process's
+    /// descriptors), and says so in the log and in `GET /state`.
+    private func diagnoseBusy() {
+        guard let busyScan else { return }
+        busyScanGeneration += 1
+        let generation = busyScanGeneration
+        DetachedThread.run(name: "pst-busy-scan") { [self] in
+            let holders = busyScan()
+            onController { controller in controller.busyScanFinished(holders, generation: generation) }
+        }
+    }
+
+    private func busyScanFinished(_ holders: [BusyHolder], generation: UInt64) {
+        guard generation == busyScanGeneration else { return }
+        busyHolders = holders
+        if holders.isEmpty {
+            logger.warning("read-only refused: busy, but no process was found holding a file on \(settings.mountPath) open for writing (one the daemon may not look into, or one that let go meanwhile)")
+        }
+        for holder in holders.prefix(5) {
+            logger.warning("read-only refused: busy: \(holder.sentence.escapingControlCharacters)")
+        }
+        if holders.count > 5 { logger.warning("read-only refused: busy: \(holders.count - 5) more in GET /state") }
     }
 
     /// The last session has gone: hand the memory of its connections back

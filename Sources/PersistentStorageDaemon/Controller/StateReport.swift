@@ -1,5 +1,6 @@
 import Glibc
 import PersistentStorage
+import PersistentStorageMount
 
 /// How many remounts were done and how many failed since the daemon started,
 /// start-up and shutdown included.
@@ -27,6 +28,9 @@ struct StateReport: Codable, Sendable, Equatable {
     var remounts: RemountCounters
     var error: String?
     var sessions: [SessionReport]
+    /// Who held the storage busy when the last read-only remount was
+    /// refused; absent once a remount succeeds.
+    var busy: [BusyHolder]?
 }
 
 /// Who holds one session: the peer's credentials when it connected.
