@@ -185,7 +185,13 @@ extension Reliability {
                 // The kernel shows RO a moment before the daemon has counted its remount.
                 _ = try await eventually { try bed.remounts().ro > before.ro }
                 let after = try bed.remounts()
-                #expect(after.ro == before.ro + 1, "\(after) after \(before); log:\n\(bed.daemon.log)")
+                let tasks = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(bed.daemon.pid)/task")) ?? []).map { tid in
+                    let comm = (try? String(contentsOfFile: "/proc/\(bed.daemon.pid)/task/\(tid)/comm", encoding: .utf8)) ?? "?"
+                    let wchan = (try? String(contentsOfFile: "/proc/\(bed.daemon.pid)/task/\(tid)/wchan", encoding: .utf8)) ?? "?"
+                    let stack = (try? String(contentsOfFile: "/proc/\(bed.daemon.pid)/task/\(tid)/stack", encoding: .utf8)) ?? "?"
+                    return "\(tid) \(comm.trimmingCharacters(in: .whitespacesAndNewlines)) \(wchan) \(stack.prefix(300))"
+                }.joined(separator: "\n")
+                #expect(after.ro == before.ro + 1, "\(after) after \(before); \(bed.fixture.state); \((try? bed.state()) ?? [:]); threads:\n\(tasks)")
                 #expect(after.rw == before.rw)
             }
         }

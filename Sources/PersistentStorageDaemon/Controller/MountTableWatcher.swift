@@ -43,7 +43,7 @@ final class MountTableWatcher: Sendable {
         }
         self.wakeWriteEnd = Mutex(wakeWriteEnd)
 
-        let (stream, continuation) = AsyncStream.makeStream(of: Wake.self, bufferingPolicy: .bufferingNewest(1))
+        let (stream, continuation) = AsyncStream.makeStream(of: Wake.self, bufferingPolicy: .bufferingNewest(8))
         changes = stream
         let timeout = Int32(clamping: recheckInterval.components.seconds * 1000
             + recheckInterval.components.attoseconds / 1_000_000_000_000_000)
@@ -58,6 +58,10 @@ final class MountTableWatcher: Sendable {
                 pollfd(fd: mountInfo, events: Int16(POLLPRI), revents: 0),
                 pollfd(fd: wakeReadEnd, events: Int16(POLLIN), revents: 0),
             ]
+            // Due by the clock, not only when poll(2) times out: in a namespace
+            // where mounts change all the time, the timeout never comes.
+            let clock = ContinuousClock()
+            var lastRecheck = clock.now
             while true {
                 fds[0].revents = 0
                 fds[1].revents = 0
@@ -67,7 +71,12 @@ final class MountTableWatcher: Sendable {
                     return
                 }
                 if fds[1].revents != 0 { return }
-                continuation.yield(ready == 0 ? .periodicRecheck : .changed)
+                if clock.now - lastRecheck >= recheckInterval {
+                    lastRecheck = clock.now
+                    continuation.yield(.periodicRecheck)
+                } else if ready > 0 {
+                    continuation.yield(.changed)
+                }
             }
         }
     }
