@@ -48,16 +48,19 @@ public struct PersistentStorage: Sendable {
 
     private var endpoint: DaemonEndpoint { DaemonEndpoint(socketPath: socketPath, timeout: timeout) }
 
-    /// Asks the daemon for its state (`GET /state`) without opening a session.
+    /// Asks the daemon for its state (`GET /state`) without opening a session:
+    /// the session count and the data directory, and from swift-pst's daemon
+    /// also the remount counts, the last failure, the sessions and who holds
+    /// the storage busy (nil from kvmd's daemon; see ``DaemonState``).
     ///
     /// ```swift
     /// let state = try await PersistentStorage().state()
     /// print(state.clients, state.data.path, state.data.writeAllowed)
     /// ```
-    public func state() async throws -> StorageStatus {
+    public func state() async throws -> DaemonState {
         switch try await reportingCancellation({ try await StateRequest.fetch(from: endpoint) }) {
-        case .status(let status, _):
-            return status
+        case .state(let state):
+            return state
         case .failure(let failure, let statusCode):
             throw PersistentStorageError.refusal(
                 statusCode: statusCode, reason: failure.errorMessage, socketPath: socketPath, request: "GET /state")

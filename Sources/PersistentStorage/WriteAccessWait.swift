@@ -47,7 +47,7 @@ enum WriteAccessWait {
     private static func refusalReason(from endpoint: DaemonEndpoint) async -> String? {
         switch try? await StateRequest.fetch(from: endpoint) {
         case .failure(let failure, _)?: "\(failure.errorMessage) (\(failure.error))"
-        case .status(_, let lastRemountError?)?: lastRemountError
+        case .state(let state)?: state.error
         default: nil
         }
     }

@@ -37,6 +37,23 @@ struct RealDaemonLibraryTests {
         }
     }
 
+    @Test("state() shows swift-pst's additions: remount counts and who holds a session (issue 16)")
+    func fullState() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let during = try await storage.withWritableStorage { _ in try await storage.state() }
+            #expect(during.clients == 1)
+            #expect(during.remounts?.rw == 2, "start-up and this session")
+            let session = try #require(during.sessions?.first)
+            #expect(during.sessions?.count == 1)
+            #expect(session.pid == getpid() && session.uid == getuid() && session.user == "root")
+            #expect(session.since.hasSuffix("Z"))
+            #expect(during.busy == nil && during.error == nil)
+            await expectNoSessionLeft(storage, fixture, daemon)
+            #expect(try await storage.state().sessions == [])
+        }
+    }
+
     @Test("the body's error is rethrown and the session ends")
     func rethrowsAndCloses() async throws {
         struct Failed: Error, Equatable {}

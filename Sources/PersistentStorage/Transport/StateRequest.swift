@@ -10,9 +10,7 @@ import NIOHTTP1
 enum StateRequest {
     /// The daemon's answer: the status, or the error it reported in the envelope.
     enum Answer: Sendable, Equatable {
-        /// `lastRemountError` is what swift-pst's daemon reports beside the
-        /// reference's keys (`result.error`) while its last remount failed.
-        case status(StorageStatus, lastRemountError: String?)
+        case state(DaemonState)
         /// The daemon's error envelope, and the HTTP status it came with.
         case failure(ErrorResult, statusCode: Int)
     }
@@ -71,18 +69,12 @@ enum StateRequest {
         guard let ok = try? decoder.decode(OkOnly.self, from: data).ok else {
             throw .protocolViolation("GET /state answered \(status.code) without a JSON envelope")
         }
-        if ok, let envelope = try? decoder.decode(ResponseEnvelope<StorageStatus>.self, from: data) {
-            let lastError = try? decoder.decode(ResponseEnvelope<LastRemountError>.self, from: data).result.error
-            return .status(envelope.result, lastRemountError: lastError)
+        if ok, let envelope = try? decoder.decode(ResponseEnvelope<DaemonState>.self, from: data) {
+            return .state(envelope.result)
         }
         if !ok, let envelope = try? decoder.decode(ResponseEnvelope<ErrorResult>.self, from: data) {
             return .failure(envelope.result, statusCode: Int(status.code))
         }
         throw .protocolViolation("GET /state answered \(status.code) with an envelope whose result has unexpected fields")
     }
-}
-
-/// The optional `error` beside a status (not sent by the reference's daemon).
-private struct LastRemountError: Codable, Sendable {
-    var error: String?
 }
