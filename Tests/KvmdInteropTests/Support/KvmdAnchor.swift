@@ -27,6 +27,7 @@ struct KvmdAnchor: Sendable {
     static let cleanupDelaySeconds = 1.0
 
     let harness: String
+    let directory: String
     let socket: String
     let mount: String
     let namespace: String
@@ -47,7 +48,7 @@ struct KvmdAnchor: Sendable {
         }
         func value(_ key: String) throws -> String { try #require(values[key], "\(key) missing in \(file)") }
         return KvmdAnchor(
-            harness: harness, socket: try value("PST_SOCK"), mount: try value("PST_MOUNT"),
+            harness: harness, directory: try value("PST_ANCHOR_DIR"), socket: try value("PST_SOCK"), mount: try value("PST_MOUNT"),
             namespace: try value("PST_NS"), bin: try value("PST_BIN"), log: try value("PST_LOG"),
             kvmdVersion: try value("KVMD_VERSION"), venv: try value("KVMD_VENV"), kvmdSource: try value("KVMD_SRC"))
     }
@@ -115,10 +116,15 @@ struct KvmdAnchor: Sendable {
         }
     }
 
+    /// The harness's `daemon.sh`, which controls kvmd's daemon only.
+    func daemonScript(_ action: String) -> [String] {
+        ["env", "PST_ANCHOR_DIR=" + directory, harness + "/daemon.sh", action]
+    }
+
     private func start(_ daemon: Daemon, ourOptions: [String]) async throws -> RunningDaemon {
         switch daemon {
         case .kvmd:
-            try await SystemCommand.run([harness + "/daemon.sh", "start"])
+            try await SystemCommand.run(daemonScript("start"))
             return RunningDaemon(anchor: self, kind: .kvmd, process: nil)
         case .ours:
             let process = Process()
@@ -127,6 +133,7 @@ struct KvmdAnchor: Sendable {
                 BuiltProducts.path(of: "kvmd-pst"), "--run", "--socket", socket, "--fstab", "/etc/fstab",
                 "--heartbeat", String(Self.heartbeatSeconds), "--ro-cleanup-delay", String(Self.cleanupDelaySeconds),
             ] + ourOptions)
+            if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
             let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             logHandle.seekToEndOfFile()
             logHandle.write(Data("===== swift-pst test: starting our kvmd-pst =====\n".utf8))
@@ -198,7 +205,7 @@ struct RunningDaemon: @unchecked Sendable {
     @discardableResult
     func stop() async throws -> Int32? {
         guard let process else {
-            try await SystemCommand.run([anchor.harness + "/daemon.sh", "stop"])
+            try await SystemCommand.run(anchor.daemonScript("stop"))
             return nil
         }
         guard process.isRunning else { return process.terminationStatus }
