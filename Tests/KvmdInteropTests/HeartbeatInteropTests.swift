@@ -47,7 +47,7 @@ extension KvmdInteropTests {
         func silentClientDropped(daemon: KvmdAnchor.Daemon) async throws {
             let anchor = try KvmdAnchor.load()
             try await anchor.withDaemon(daemon) { _ in
-                let result = try await SystemCommand.execute([
+                let result = try await execute([
                     anchor.venv + "/bin/python", anchor.harness + "/wsprobe.py", "frames", anchor.socket,
                     "--duration", String(KvmdAnchor.heartbeatSeconds * 4), "--no-autoping",
                 ])

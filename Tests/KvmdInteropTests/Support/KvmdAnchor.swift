@@ -62,8 +62,8 @@ struct KvmdAnchor: Sendable {
 
     /// Runs `arguments` in the namespace and waits for it.
     @discardableResult
-    func run(_ arguments: [String]) async throws -> SystemCommand.Result {
-        try await SystemCommand.execute(inNamespace(arguments))
+    func run(_ arguments: [String]) async throws -> (status: Int32, standardOutput: String, standardError: String) {
+        try await execute(inNamespace(arguments))
     }
 
     /// Whether the storage's mount is read-write (`rw`) or read-only (`ro`),
@@ -86,7 +86,9 @@ struct KvmdAnchor: Sendable {
 
     /// `GET /state`, raw: the status line and headers, and the body as JSON.
     func rawState() async throws -> (head: String, json: [String: Any]) {
-        let output = try await SystemCommand.run(["curl", "-sS", "-i", "--max-time", "10", "--unix-socket", socket, "http://localhost/state"])
+        let curl = try await execute(["curl", "-sS", "-i", "--max-time", "10", "--unix-socket", socket, "http://localhost/state"])
+        guard curl.status == 0 else { throw AnchorError("GET /state: \(curl.standardError)") }
+        let output = curl.standardOutput
         let parts = output.components(separatedBy: "\r\n\r\n")
         let head = parts.first ?? ""
         let body = parts.dropFirst().joined(separator: "\r\n\r\n")
@@ -124,24 +126,14 @@ struct KvmdAnchor: Sendable {
     private func start(_ daemon: Daemon, ourOptions: [String]) async throws -> RunningDaemon {
         switch daemon {
         case .kvmd:
-            try await SystemCommand.run(daemonScript("start"))
+            let started = try await execute(daemonScript("start"))
+            guard started.status == 0 else { throw AnchorError("kvmd's kvmd-pst did not start: \(started.standardError)") }
             return RunningDaemon(anchor: self, kind: .kvmd, process: nil)
         case .ours:
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = inNamespace([
+            let process = try ChildProcess(inNamespace([
                 BuiltProducts.path(of: "kvmd-pst"), "--run", "--socket", socket, "--fstab", "/etc/fstab",
                 "--heartbeat", String(Self.heartbeatSeconds), "--ro-cleanup-delay", String(Self.cleanupDelaySeconds),
-            ] + ourOptions)
-            if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
-            let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-            logHandle.seekToEndOfFile()
-            logHandle.write(Data("===== swift-pst test: starting our kvmd-pst =====\n".utf8))
-            process.standardOutput = logHandle
-            process.standardError = logHandle
-            process.standardInput = FileHandle.nullDevice
-            try SystemCommand.launch(process)
-            try? logHandle.close()
+            ] + ourOptions), standardOutput: log, standardError: log)
             let running = RunningDaemon(anchor: self, kind: .ours, process: process)
             let serving = await eventually(within: .seconds(30)) {
                 guard process.isRunning else { return true }
@@ -192,12 +184,10 @@ struct AnchorError: Error, CustomStringConvertible {
 }
 
 /// A daemon serving the anchor's storage.
-struct RunningDaemon: @unchecked Sendable {
-    // @unchecked: the Process is only used through isRunning, processIdentifier
-    // and terminationStatus, which are safe from any thread.
+struct RunningDaemon: Sendable {
     let anchor: KvmdAnchor
     let kind: KvmdAnchor.Daemon
-    let process: Process?
+    let process: ChildProcess?
 
     /// Stops it with SIGTERM as systemd does, and waits for it to exit
     /// (SIGKILL after 30 s). Returns its exit status (nil for kvmd's, which
@@ -205,53 +195,42 @@ struct RunningDaemon: @unchecked Sendable {
     @discardableResult
     func stop() async throws -> Int32? {
         guard let process else {
-            try await SystemCommand.run(anchor.daemonScript("stop"))
+            let stopped = try await execute(anchor.daemonScript("stop"))
+            guard stopped.status == 0 else { throw AnchorError("kvmd's kvmd-pst did not stop: \(stopped.standardError)") }
             return nil
         }
-        guard process.isRunning else { return process.terminationStatus }
-        kill(process.processIdentifier, SIGTERM)
-        if await !eventually(within: .seconds(30), { !process.isRunning }) {
-            kill(process.processIdentifier, SIGKILL)
-            _ = await eventually(within: .seconds(5)) { !process.isRunning }
+        if let status = process.exitStatus { return status }
+        kill(process.pid, SIGTERM)
+        if await !process.exits(within: .seconds(30)) {
+            kill(process.pid, SIGKILL)
+            _ = await process.exits(within: .seconds(5))
             throw AnchorError("our kvmd-pst ignored SIGTERM for 30 s")
         }
-        return process.terminationStatus
+        return process.exitStatus
     }
 }
 
-/// A command started in the background, its output going to files (not
-/// pipes: a script's leftover child cannot hold them open and block the test).
-final class RunningCommand: @unchecked Sendable {
-    // @unchecked: the Process is only used through its thread-safe calls.
-    let process = Process()
-    let directory: URL
+/// A command started in the background, its output going to files.
+final class RunningCommand: Sendable {
+    let process: ChildProcess
+    let directory: String
 
     init(_ arguments: [String]) throws {
-        directory = FileManager.default.temporaryDirectory.appending(path: "kvmd-interop-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: directory.appending(path: "stdout").path, contents: nil)
-        _ = FileManager.default.createFile(atPath: directory.appending(path: "stderr").path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.standardOutput = try FileHandle(forWritingTo: directory.appending(path: "stdout"))
-        process.standardError = try FileHandle(forWritingTo: directory.appending(path: "stderr"))
-        process.standardInput = FileHandle.nullDevice
-        try SystemCommand.launch(process)
+        directory = FileManager.default.temporaryDirectory.appending(path: "kvmd-interop-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        process = try ChildProcess(arguments, standardOutput: directory + "/stdout", standardError: directory + "/stderr")
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        try? FileManager.default.removeItem(at: directory)
+        if process.isRunning { kill(process.pid, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: directory)
     }
-
-    private func path(_ name: String) -> String { directory.appending(path: name).path }
 
     /// Whether it exits within `timeout`; if not, it is killed.
     func exits(within timeout: Duration) async -> Bool {
-        let process = self.process
-        if await eventually(within: timeout, { !process.isRunning }) { return true }
-        kill(process.processIdentifier, SIGKILL)
-        _ = await eventually(within: .seconds(5)) { !process.isRunning }
+        if await process.exits(within: timeout) { return true }
+        kill(process.pid, SIGKILL)
+        _ = await process.exits(within: .seconds(5))
         return false
     }
 
@@ -263,7 +242,7 @@ final class RunningCommand: @unchecked Sendable {
         /// The stderr lines that kvmd-pstrun logged (`--    INFO -- ...`), without their prefix.
         var logLines: [String] {
             standardError.split(separator: "\n").compactMap { line in
-                guard line.hasPrefix("-- "), let range = line.range(of: " -- ", options: [], range: line.index(line.startIndex, offsetBy: 3)..<line.endIndex) else { return nil }
+                guard line.hasPrefix("-- "), let range = line.range(of: " -- ", range: line.index(line.startIndex, offsetBy: 3)..<line.endIndex) else { return nil }
                 return String(line[range.upperBound...])
             }
         }
@@ -271,12 +250,11 @@ final class RunningCommand: @unchecked Sendable {
 
     /// Its status (128+N for signal N) and output; call after it exited.
     func finish() throws -> Finished {
-        guard !process.isRunning else { throw AnchorError("still running") }
-        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        guard let status = process.exitStatus else { throw AnchorError("still running") }
         return Finished(
             status: status,
-            standardOutput: (try? String(contentsOfFile: path("stdout"), encoding: .utf8)) ?? "",
-            standardError: (try? String(contentsOfFile: path("stderr"), encoding: .utf8)) ?? "")
+            standardOutput: (try? String(contentsOfFile: directory + "/stdout", encoding: .utf8)) ?? "",
+            standardError: (try? String(contentsOfFile: directory + "/stderr", encoding: .utf8)) ?? "")
     }
 }
 
