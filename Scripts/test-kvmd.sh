@@ -45,6 +45,8 @@ if [ ! -f "$KVMD_SRC/.unpacked" ]; then
 fi
 
 # ----- CPython >= 3.13 and the venv (the harness fills it from PyPI)
+# The interpreter is copied out of pyenv's tree (under /root, which others
+# cannot enter): kvmd-certbot runs kvmd-pstrun as a user that is not root.
 export KVMD_VENV=$cache/venv
 if [ ! -x "$KVMD_VENV/bin/python" ] && [ -z "${KVMD_PYTHON:-}" ]; then
     command -v pyenv >/dev/null || { echo "test-kvmd: kvmd needs CPython >= 3.13: install pyenv, or set KVMD_PYTHON" >&2; exit 1; }
@@ -55,14 +57,22 @@ if [ ! -x "$KVMD_VENV/bin/python" ] && [ -z "${KVMD_PYTHON:-}" ]; then
         pyenv install -s 3.13
         version=$(newest)
     fi
-    export KVMD_PYTHON=$(pyenv root)/versions/$version/bin/python3
+    if [ ! -x "$cache/cpython-$version/bin/python3" ]; then
+        rm -rf "$cache/cpython-$version"
+        cp -a "$(pyenv root)/versions/$version" "$cache/cpython-$version"
+        rm -rf "$cache/cpython-$version/lib/python${version%.*}/test"
+        chmod -R a+rX "$cache/cpython-$version"
+    fi
+    export KVMD_PYTHON=$cache/cpython-$version/bin/python3
 fi
+chmod 755 "$cache"
 
 # ----- the build
 swift build --build-tests
 
 # ----- the harness, torn down however this ends
 anchor=$(mktemp -d /tmp/swift-pst-kvmd.XXXXXX)
+chmod 755 "$anchor"   # kvmd-certbot's user reaches the socket below it
 override=$(mktemp /tmp/swift-pst-kvmd-override.XXXXXX)
 log=$(mktemp /tmp/swift-pst-kvmd-test.XXXXXX)
 teardown() {

@@ -31,7 +31,7 @@ extension KvmdInteropTests {
                 // the storage is not mounted; what the body writes goes
                 // through the anchor's namespace.
                 let (path, write) = try await storage.withWritableStorage { url in
-                    let path = url.path(percentEncoded: false)
+                    let path = url.path
                     return (path, try await anchor.run(["sh", "-c", #"echo library > "$0/library-file""#, path]))
                 }
                 #expect(path == anchor.mount)
