@@ -29,7 +29,8 @@ cache=${PST_KVMD_CACHE:-/tmp/swift-pst-kvmd-cache}
 mkdir -p "$cache"
 
 bash Scripts/install-deps.sh
-for tool in losetup mkfs.ext4 nsenter findmnt setsid curl sudo gcc; do
+command -v patchelf >/dev/null || apt-get install -y -qq patchelf >/dev/null
+for tool in losetup mkfs.ext4 nsenter findmnt setsid curl sudo gcc patchelf readelf; do
     command -v "$tool" >/dev/null || { echo "test-kvmd: missing tool: $tool" >&2; exit 1; }
 done
 # evdev, which kvmd imports, builds from its sdist against the kernel's headers.
@@ -62,6 +63,12 @@ if [ ! -x "$KVMD_VENV/bin/python" ] && [ -z "${KVMD_PYTHON:-}" ]; then
         cp -a "$(pyenv root)/versions/$version" "$cache/cpython-$version"
         rm -rf "$cache/cpython-$version/lib/python${version%.*}/test"
         chmod -R a+rX "$cache/cpython-$version"
+        # pyenv links python to its libpython by an absolute run path, into /root.
+        for binary in "$cache/cpython-$version"/bin/python3.*; do
+            if [ -f "$binary" ] && [ ! -L "$binary" ] && readelf -d "$binary" | grep -q RUNPATH; then
+                patchelf --set-rpath '$ORIGIN/../lib' "$binary"
+            fi
+        done
     fi
     export KVMD_PYTHON=$cache/cpython-$version/bin/python3
 fi
