@@ -65,7 +65,7 @@ if [ ! -x "$KVMD_VENV/bin/python" ] && [ -z "${KVMD_PYTHON:-}" ]; then
         chmod -R a+rX "$cache/cpython-$version"
         # pyenv links python to its libpython by an absolute run path, into /root.
         for binary in "$cache/cpython-$version"/bin/python3.*; do
-            if [ -f "$binary" ] && [ ! -L "$binary" ] && readelf -d "$binary" | grep -q RUNPATH; then
+            if [ -f "$binary" ] && [ ! -L "$binary" ] && readelf -d "$binary" 2>/dev/null | grep -q RUNPATH; then
                 patchelf --set-rpath '$ORIGIN/../lib' "$binary"
             fi
         done
@@ -109,6 +109,7 @@ pst:
         heartbeat: 2.0
     ro_cleanup_delay: 1.0
 EOF
+chmod 644 "$override"   # read by kvmd's kvmd-pstrun as kvmd-certbot's user, as on a PiKVM
 PST_ANCHOR_DIR=$anchor PST_NO_DAEMON=1 PST_IMAGE_SIZE=32M PST_ANCHOR_OVERRIDE=$override "$harness/up.sh" >/dev/null
 
 # ----- the tests
