@@ -118,7 +118,7 @@ PST_KVMD_ANCHOR_ENV=$anchor/anchor.env PST_KVMD_HARNESS=$harness \
     swift test --skip-build --filter KvmdInteropTests 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-if grep -E '(Test|Suite) .* skipped' "$log" >/dev/null || ! grep -E 'Test run with [1-9][0-9]* tests? .*passed|Test run with [1-9][0-9]* tests? .*failed' "$log" >/dev/null; then
+if grep -E '(Test|Suite) "[^"]*" skipped' "$log" >/dev/null || ! grep -E 'Test run with [1-9][0-9]* tests? .*passed|Test run with [1-9][0-9]* tests? .*failed' "$log" >/dev/null; then
     echo "test-kvmd: the real-kvmd tests did not all run" >&2
     status=1
 fi
