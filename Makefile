@@ -1,5 +1,5 @@
 # The two commands the README starts with, and a few more.
-.PHONY: demo test test-shipped-pstrun docs bench bench-smoke build release clean
+.PHONY: demo test test-kvmd test-shipped-pstrun docs bench bench-smoke build release clean
 
 # The whole thing end to end on a demo PST image (root).
 demo:
@@ -8,6 +8,12 @@ demo:
 # Every test, including the real loop-device and mount tests (root).
 test:
 	bash Scripts/test.sh
+
+# swift-pst against the real kvmd 4.197 from ../shared/reference, both ways
+# (root; CPython >= 3.13 through pyenv, a venv from PyPI, cached in /tmp).
+# See Documentation/Compatibility.md.
+test-kvmd:
+	bash Scripts/test-kvmd.sh
 
 # The DocC documentation of the PersistentStorage library; a broken link fails it.
 docs:

@@ -175,6 +175,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Against the real kvmd 4.197 on its harness, both ways (`make test-kvmd`; disabled without it).
+        .testTarget(
+            name: "KvmdInteropTests",
+            dependencies: ["PersistentStorage", "PersistentStorageTestSupport"]
+        ),
         // Every example against a real daemon, the deployment files, and the docs against `--help`.
         .testTarget(
             name: "ExamplesTests",

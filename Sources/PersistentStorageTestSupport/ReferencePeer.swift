@@ -1,10 +1,12 @@
 import Foundation
 import Glibc
 
-/// Stand-ins for the Python `kvmd-pst` and `kvmd-pstrun`, written by this
-/// project from the protocol contract on top of aiohttp, the library the
-/// reference uses (`Tests/Interop/pst_peer.py`). Interop tests run them
-/// against our daemon and our client.
+/// A stand-in for the Python `kvmd-pst`, written by this project from the
+/// protocol contract on top of aiohttp, the library the reference uses
+/// (`Tests/Interop/pst_peer.py`). Compatibility with the real kvmd is tested
+/// against the real one (`make test-kvmd`); the stand-in plays only what
+/// that harness cannot boot: a kvmd 4.8 to 4.35 daemon, whose event is
+/// named `storage_state`.
 public enum ReferencePeer {
     /// `Tests/Interop/pst_peer.py` in this checkout.
     public static let script: String = URL(fileURLWithPath: #filePath)
@@ -19,22 +21,18 @@ public enum ReferencePeer {
     /// Use as `@Test(.enabled(if: ReferencePeer.enabled))`.
     public static var enabled: Bool { (available && RealMounts.available) || RealMounts.required }
 
-    /// Runs the aiohttp `kvmd-pstrun` stand-in against `socketPath` and waits for it.
-    public static func runPstrun(socketPath: String, command: [String]) async throws -> SystemCommand.Result {
-        try await SystemCommand.execute(["python3", script, "pstrun", "--socket", socketPath, "--"] + command)
-    }
-
     /// Runs `body` while the aiohttp `kvmd-pst` stand-in serves `socketPath`,
-    /// remounting with `remountCommand` (`{mode}` becomes rw or ro). The
+    /// remounting with `remountCommand` (`{mode}` becomes rw or ro) and
+    /// naming its event `eventType` (`storage`, or `storage_state`). The
     /// daemon is killed however `body` ends. `body` gets the daemon's pid.
     public static func withDaemon<T>(
-        socketPath: String, dataPath: String, remountCommand: [String],
+        socketPath: String, dataPath: String, remountCommand: [String], eventType: String = "storage",
         _ body: (pid_t) async throws -> T
     ) async throws -> T {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", script, "daemon", "--socket", socketPath, "--data-path", dataPath,
-                             "--remount-cmd", remountCommand.joined(separator: " ")]
+                             "--remount-cmd", remountCommand.joined(separator: " "), "--event-type", eventType]
         process.standardInput = FileHandle.nullDevice
         try SystemCommand.launch(process)
         defer {

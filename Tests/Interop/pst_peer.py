@@ -1,36 +1,31 @@
 #!/usr/bin/env python3
-"""Stand-ins for the Python kvmd-pst and kvmd-pstrun, for interoperability tests.
+"""A stand-in for the Python kvmd-pst, for what the real one cannot be made to do.
 
 Written by the swift-pst project from the protocol contract (PROTOCOL.md),
-not taken from kvmd: they speak the same wire protocol with the same
-library the reference uses (aiohttp), so our daemon is tested against an
-aiohttp WebSocket client, and our client against an aiohttp server.
+not taken from kvmd, on aiohttp like the reference. Compatibility with the
+real kvmd 4.197 is tested against the real thing (`make test-kvmd`,
+Documentation/Compatibility.md); this stand-in only plays what that harness
+cannot boot: a kvmd 4.8 to 4.35 daemon, which names its event
+`storage_state` (`--event-type storage_state`).
 
-    pst_peer.py daemon --socket S --data-path P --remount-cmd 'helper --fstab F {mode}'
-    pst_peer.py pstrun --socket S -- CMD [ARGS...]
+    pst_peer.py daemon --socket S --data-path P --remount-cmd 'helper --fstab F {mode}' [--event-type NAME]
 """
 import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 
 import aiohttp
 from aiohttp import web
 
 
-def log(level, text):
-    print(f"-- {level:>7} -- {text}", file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------- daemon
 
 class Daemon:
-    def __init__(self, data_path, remount_cmd):
+    def __init__(self, data_path, remount_cmd, event_type):
         self.data_path = data_path
         self.remount_cmd = remount_cmd
+        self.event_type = event_type
         self.sockets = set()
         self.lock = asyncio.Lock()
 
@@ -47,7 +42,7 @@ class Daemon:
         return await process.wait() == 0
 
     async def broadcast(self):
-        event = {"event_type": "storage", "event": self.state()}
+        event = {"event_type": self.event_type, "event": self.state()}
         for ws in list(self.sockets):
             try:
                 await ws.send_str(json.dumps(event))
@@ -86,65 +81,13 @@ class Daemon:
 
 
 def run_daemon(args):
-    daemon = Daemon(args.data_path, args.remount_cmd.split())
+    daemon = Daemon(args.data_path, args.remount_cmd.split(), args.event_type)
     app = web.Application()
     app.router.add_get("/state", daemon.handle_state)
     app.router.add_get("/ws", daemon.handle_ws)
     if os.path.exists(args.socket):
         os.unlink(args.socket)
     web.run_app(app, path=args.socket, print=None, handle_signals=True)
-
-
-# ---------------------------------------------------------------- pstrun
-
-async def pstrun(args):
-    log("INFO", "Opening PST session ...")
-    connector = aiohttp.UnixConnector(path=args.socket)
-    headers = {"User-Agent": "KVMD-PSTRun/interop"}
-    timeout = aiohttp.ClientTimeout(total=5)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        async with session.ws_connect("http://localhost:0/ws", timeout=timeout) as ws:
-            process = None
-            async for message in ws:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    break
-                event = json.loads(message.data)
-                if event["event_type"] != "storage":
-                    continue
-                allowed = event["event"]["data"]["write_allowed"]
-                if process is None and allowed:
-                    path = event["event"]["data"]["path"]
-                    log("INFO", f"PST write is allowed: {path}")
-                    log("INFO", "Running the process ...")
-                    env = dict(os.environ, KVMD_PST_DATA=path)
-                    process = await asyncio.create_subprocess_exec(*args.command, env=env, start_new_session=True)
-                    waiter = asyncio.ensure_future(process.wait())
-                    reader = asyncio.ensure_future(ws.receive())
-                    while True:
-                        done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                        if waiter in done:
-                            reader.cancel()
-                            code = waiter.result()
-                            log("INFO", f"Process finished: returncode={code}")
-                            return code if code >= 0 else 128 - code
-                        message = reader.result()
-                        revoked = message.type != aiohttp.WSMsgType.TEXT
-                        if not revoked:
-                            event = json.loads(message.data)
-                            revoked = event["event_type"] == "storage" and not event["event"]["data"]["write_allowed"]
-                        if revoked:
-                            log("ERROR", "PST write was revoked")
-                            os.killpg(process.pid, signal.SIGTERM)
-                            await asyncio.wait({waiter}, timeout=1)
-                            if not waiter.done():
-                                os.killpg(process.pid, signal.SIGKILL)
-                            await waiter
-                            return 1
-                        reader = asyncio.ensure_future(ws.receive())
-                elif process is None and not allowed:
-                    log("ERROR", "PST write is not allowed")
-                    return 1
-    return 1
 
 
 def main():
@@ -154,16 +97,9 @@ def main():
     daemon.add_argument("--socket", required=True)
     daemon.add_argument("--data-path", required=True)
     daemon.add_argument("--remount-cmd", required=True)
-    run = roles.add_parser("pstrun")
-    run.add_argument("--socket", required=True)
-    run.add_argument("command", nargs=argparse.REMAINDER)
+    daemon.add_argument("--event-type", default="storage", choices=["storage", "storage_state"])
     args = parser.parse_args()
-    if args.role == "daemon":
-        run_daemon(args)
-    else:
-        if args.command and args.command[0] == "--":
-            args.command = args.command[1:]
-        sys.exit(asyncio.run(pstrun(args)))
+    run_daemon(args)
 
 
 if __name__ == "__main__":

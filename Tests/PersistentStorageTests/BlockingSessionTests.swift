@@ -99,6 +99,20 @@ struct BlockingSessionTests {
         #expect(try #require(await frames.first { _ in true }).map(\.opcode) == [.connectionClose])
     }
 
+    @Test("kvmd-pstrun's session reads storage_state (kvmd 4.8 to 4.35) for write access and its end")
+    func legacyEventName() async throws {
+        let (status, reason) = try await ScriptedDaemon.withDaemon(session: { session in
+            try await session.send(.loop)
+            try await session.send(.storage(writeAllowed: true, path: Self.dataPath, eventType: "storage_state"))
+            try await session.send(.storage(writeAllowed: false, path: Self.dataPath, eventType: "storage_state"))
+            try await session.untilClientCloses()
+        }) { socketPath in
+            try await Self.withBlockingSession(socketPath: socketPath) { ($0.initialStatus, Self.untilRevoked($0)) }
+        }
+        #expect(status == StorageStatus(clients: 1, data: .init(path: Self.dataPath, writeAllowed: true)))
+        #expect(reason == .writeNoLongerAllowed)
+    }
+
     @Test("the daemon's close frame is answered with its status code and ends write access")
     func daemonCloses() async throws {
         let (frames, framesSink) = AsyncStream<[WebSocketFrame]>.makeStream()

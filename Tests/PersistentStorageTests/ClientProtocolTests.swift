@@ -84,6 +84,30 @@ final class ClientProtocolTests {
         #expect(String(buffer: pong.unmaskedData) == "beat")
     }
 
+    @Test("a kvmd 4.8 to 4.35 daemon's storage_state events give write access and take it away")
+    func legacyEventName() async throws {
+        let dataPath = self.dataPath
+        let (started, startedSink) = AsyncStream<Void>.makeStream()
+        let (bodyPaths, bodyPathSink) = AsyncStream<String>.makeStream()
+        await #expect(throws: PersistentStorageError.revoked(.writeNoLongerAllowed)) {
+            try await ScriptedDaemon.withDaemon(session: { session in
+                try await session.send(.loop)
+                try await session.send(.storage(writeAllowed: true, path: dataPath, eventType: "storage_state"))
+                for await _ in started { break }
+                try await session.send(.storage(writeAllowed: false, path: dataPath, eventType: "storage_state"))
+                try await session.untilClientCloses()
+            }) { socketPath in
+                try await PersistentStorage(socketPath: socketPath).withWritableStorage { url in
+                    bodyPathSink.yield(url.path(percentEncoded: false))
+                    startedSink.yield()
+                    try await Task.sleep(for: .seconds(60))
+                }
+            }
+        }
+        let bodyPath = await bodyPaths.first { _ in true }
+        #expect(bodyPath.map { $0.hasPrefix(dataPath) } == true, "\(bodyPath ?? "the body never ran")")
+    }
+
     @Test("write_allowed turning false cancels the body and throws a revocation")
     func revocationCancelsBody() async throws {
         let dataPath = self.dataPath

@@ -61,6 +61,20 @@ struct EventEncodingTests {
         #expect(try StorageEvent(decoding: Array(#"{"event_type":"loop"}"#.utf8)) == .loop)
     }
 
+    @Test("storage_state (kvmd 4.8 to 4.35) is read as the storage event, with the same errors, and written back as storage")
+    func legacyEventName() throws {
+        let status = StorageStatus(clients: 2, data: .init(path: "/var/lib/kvmd/pst", writeAllowed: false))
+        let legacy = #"{"event_type": "storage_state", "event": {"clients": 2, "data": {"path": "/var/lib/kvmd/pst", "write_allowed": false}}}"#
+        #expect(try StorageEvent(decoding: Array(legacy.utf8)) == .storage(status))
+        #expect(try StorageEvent(decodingWithJSONDecoder: Array(legacy.utf8)) == .storage(status))
+        #expect(StorageEvent.storage(status).encodedText().contains(#""event_type":"storage""#))
+        #expect(throws: StorageEventDecodingError(reason: "a storage event without clients, data.path and data.write_allowed")) {
+            try StorageEvent(decoding: Array(#"{"event_type":"storage_state","event":{"clients":1}}"#.utf8))
+        }
+        // Only the two names: a look-alike stays unknown.
+        #expect(try StorageEvent(decoding: Array(#"{"event_type":"storage_states","event":{}}"#.utf8)) == .unknown(type: "storage_states"))
+    }
+
     /// What the fast path must take, and what it must leave to JSONDecoder.
     static let plainInputs: [(String, StorageEvent?)] = [
         (#"{"event":{"clients":1,"data":{"path":"/var/lib/kvmd/pst/data","write_allowed":true}},"event_type":"storage"}"#,
@@ -68,6 +82,9 @@ struct EventEncodingTests {
         // The Python daemon's json.dumps: spaces, the other key order.
         (#"{"event_type": "storage", "event": {"clients": 0, "data": {"write_allowed": false, "path": "/pst/ünï"}}}"#,
          .storage(StorageStatus(clients: 0, data: .init(path: "/pst/ünï", writeAllowed: false)))),
+        // kvmd 4.8 to 4.35 name the same event storage_state.
+        (#"{"event_type": "storage_state", "event": {"clients": 1, "data": {"path": "/var/lib/kvmd/pst", "write_allowed": true}}}"#,
+         .storage(StorageStatus(clients: 1, data: .init(path: "/var/lib/kvmd/pst", writeAllowed: true)))),
         (" {\n\t\"event_type\" : \"loop\" , \"event\" : { } } \r\n", .loop),
         (#"{"event_type": "pong"}"#, .pong),
         (#"{"event_type": "news", "event": {}}"#, .unknown(type: "news")),
@@ -79,6 +96,8 @@ struct EventEncodingTests {
         (#"{"event_type": "loop", "event_type": "ping"}"#, nil),
         (#"{"event_type": "loop", "event": [1]}"#, nil),
         (#"{"event_type": "storage", "event": {}}"#, nil),
+        (#"{"event_type": "storage_state", "event": {}}"#, nil),
+        (#"{"event_type": "storage_state", "event": {"clients": 1, "data": {"path": "/a\\/b", "write_allowed": false}}}"#, nil),
         (#"{"event_type": "storage"}"#, nil),
         (#"{"event_type": "loop"} x"#, nil),
         (#"{"event_type": "loop""#, nil),

@@ -221,7 +221,7 @@ enum Mutator {
 
 /// Random events and random JSON documents.
 enum EventGenerator {
-    static let known = ["loop", "storage", "ping", "pong"]
+    static let known = ["loop", "storage", "storage_state", "ping", "pong"]
 
     static func string(using random: inout SeededRandom) -> String {
         let alphabet = Array("abz/._-\\\"\u{0}\u{1F}é✓𝄞 \n{}[]:,")

@@ -9,6 +9,10 @@ public enum StorageEvent: Sendable, Equatable {
     /// Sent by the daemon right after the upgrade.
     case loop
     /// The session set or the mount state changed (daemon to client).
+    ///
+    /// Read from `storage` and from `storage_state`, the same event's name in
+    /// kvmd 4.8 to 4.35 (kvmd 4.36 renamed it), so that a client works with
+    /// either daemon; always written as `storage`.
     case storage(StorageStatus)
     /// Client to daemon; answered with ``pong``.
     case ping
@@ -26,6 +30,12 @@ public enum StorageEvent: Sendable, Equatable {
         case .unknown(let type): type
         }
     }
+}
+
+extension StorageEvent {
+    /// The names a daemon gives the ``storage(_:)`` event: `storage` since
+    /// kvmd 4.36, `storage_state` in kvmd 4.8 to 4.35.
+    public static let storageEventTypes: Set<String> = ["storage", "storage_state"]
 }
 
 /// A frame whose text is not a valid event.
@@ -107,7 +117,7 @@ extension StorageEvent {
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             eventType = try container.decode(String.self, forKey: .eventType)
-            guard eventType == "storage" else { return }
+            guard StorageEvent.storageEventTypes.contains(eventType) else { return }
             do {
                 status = .success(try container.decode(StorageStatus.self, forKey: .event))
             } catch {
@@ -142,7 +152,7 @@ extension StorageEvent {
         case "loop": self = .loop
         case "ping": self = .ping
         case "pong": self = .pong
-        case "storage":
+        case "storage", "storage_state":
             switch frame.status {
             case .success(let status)?: self = .storage(status)
             case .failure(let error)?: throw error
@@ -186,7 +196,7 @@ extension StorageEvent {
         case "loop": self = .loop
         case "ping": self = .ping
         case "pong": self = .pong
-        case "storage":
+        case "storage", "storage_state":
             guard let status else { return nil }
             self = .storage(status)
         default: self = .unknown(type: eventType)

@@ -164,9 +164,10 @@ struct StorageEventText: Sendable {
 
     static let loop = StorageEventText(text: #"{"event_type": "loop", "event": {}}"#)
 
-    static func storage(writeAllowed: Bool, path: String, clients: Int = 1) -> StorageEventText {
+    /// - Parameter eventType: `storage`, or `storage_state` as kvmd 4.8 to 4.35 named it.
+    static func storage(writeAllowed: Bool, path: String, clients: Int = 1, eventType: String = "storage") -> StorageEventText {
         StorageEventText(
-            text: #"{"event_type": "storage", "event": {"clients": \#(clients), "data": {"path": "\#(path)", "write_allowed": \#(writeAllowed)}}}"#
+            text: #"{"event_type": "\#(eventType)", "event": {"clients": \#(clients), "data": {"path": "\#(path)", "write_allowed": \#(writeAllowed)}}}"#
         )
     }
 }
