@@ -106,6 +106,8 @@ let package = Package(
             name: "kvmd-pst",
             dependencies: [
                 "PersistentStorageDaemon",
+                "PersistentStorage",
+                "PersistentStorageMount",
                 "KvmdConfiguration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

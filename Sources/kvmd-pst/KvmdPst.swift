@@ -11,7 +11,8 @@ import PersistentStorageMount
 struct KvmdPst: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvmd-pst",
-        abstract: "Keeps the PiKVM persistent storage read-only except while a client holds a session.")
+        abstract: "Keeps the PiKVM persistent storage read-only except while a client holds a session.",
+        subcommands: [StatusCommand.self])
 
     @Flag(name: .long, help: "Start the daemon. Without it kvmd-pst checks its options and configuration and stops, as kvmd's own daemons do, so that typing its name does not remount the storage.")
     var run = false
@@ -135,6 +136,11 @@ struct KvmdPst: AsyncParsableCommand {
             logger.critical("\(error)")
             throw ExitCode.failure
         }
+    }
+
+    /// The socket and fstab `status` uses: the daemon's, from the same sources.
+    func configurationForStatus() throws -> DaemonConfiguration {
+        try makeConfiguration(logger: Logger(label: "kvmd-pst status"))
     }
 
     /// Defaults, then kvmd's configuration tree, then the command line.

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import KvmdConfiguration
+import PersistentStorage
+import PersistentStorageDaemon
+import PersistentStorageMount
+
+/// `kvmd-pst status`: who holds the storage, and who blocks it, for a person
+/// (or with `--json` for a script). Asks the running daemon; when none
+/// answers, reads the mount state from the kernel and says so.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the storage's mount state, the sessions, remounts, the last error and who holds it busy.",
+        discussion: "Exit status: 0 when the daemon answers, 1 when it answers but the storage is writable with no session, 3 when no daemon answers.")
+
+    /// `--socket`, `--fstab` and kvmd's configuration options are the
+    /// daemon's own (`kvmd-pst status --socket PATH` works as with `--run`).
+    @ParentCommand var daemon: KvmdPst
+
+    @Flag(name: .long, help: "Print JSON: the daemon's GET /state result (null when none answers) and the mount state.")
+    var json = false
+
+    func run() async throws {
+        let settings: DaemonConfiguration
+        let mountPath: String
+        do {
+            settings = try daemon.configurationForStatus()
+            mountPath = try FstabReader(path: settings.fstabPath).findStorage().location.mountPath
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let socketPath = settings.socketPath
+        let mountState = MountedStorage(mountPath: mountPath, fstabPath: settings.fstabPath).state()
+        var daemon: DaemonState?
+        var daemonError: String?
+        do {
+            daemon = try await PersistentStorage(socketPath: socketPath, timeout: .seconds(3)).state()
+        } catch {
+            daemonError = "\(error)"
+        }
+        let report = StatusReport(
+            mountPath: mountPath, mountState: mountState, socketPath: socketPath, daemon: daemon, daemonError: daemonError,
+            now: time(nil))
+        if json {
+            struct Output: Encodable {
+                var mountPath: String
+                var mountState: String
+                var socketPath: String
+                var daemon: DaemonState?
+                var daemonError: String?
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            let data = try encoder.encode(Output(
+                mountPath: mountPath, mountState: "\(mountState)", socketPath: socketPath, daemon: daemon, daemonError: daemonError))
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(report.text, terminator: "")
+        }
+        if report.exitStatus != 0 { throw ExitCode(report.exitStatus) }
+    }
+}
