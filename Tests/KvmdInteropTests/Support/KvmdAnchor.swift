@@ -159,7 +159,9 @@ struct KvmdAnchor: Sendable {
     func pstrunArguments(_ client: Client, options: [String] = [], command: [String]) -> [String] {
         switch client {
         case .kvmd: [bin + "/kvmd-pstrun"] + options + ["--"] + command
-        case .ours: [BuiltProducts.path(of: "kvmd-pstrun"), "--socket", socket] + options + ["--"] + command
+        // No --socket: ours finds it in kvmd's configuration tree of the
+        // harness (pst.server.unix in /etc/kvmd/override.d), as kvmd's does.
+        case .ours: [BuiltProducts.path(of: "kvmd-pstrun")] + options + ["--"] + command
         }
     }
 
