@@ -97,55 +97,24 @@ extension DaemonSetting {
         applyOption: { text, configuration throws(DaemonConfigurationError) in configuration.socketGroup = text.isEmpty ? nil : text },
         applyYAML: { _, _, _ throws(DaemonConfigurationError) in })
 
-    public static let heartbeat = DaemonSetting(
-        option: "heartbeat", kvmdKey: ["server", "heartbeat"], valueName: "seconds",
+    public static let heartbeat = seconds(
+        "heartbeat", kvmdKey: ["server", "heartbeat"], \.heartbeat, range: .heartbeat,
         summary: "Seconds between WebSocket pings to each session; one whose pong has not come within half of that is dropped.",
-        details: "So a frozen client cannot keep the storage writable. The same interval (15 s when off) is how long any peer may leave the daemon's answers unread once more than 64 KiB of them wait. Before this version swift-pst read `pst.heartbeat`; that key is still read, with a warning, when kvmd's is not set.",
-        allowed: SettingRange.heartbeat.allowed,
-        describe: { ConfigurationValue.seconds($0.heartbeat) },
-        applyOption: { text, configuration throws(DaemonConfigurationError) in
-            configuration.heartbeat = try SettingRange.heartbeat.seconds(from: text, name: "--heartbeat")
-        },
-        applyYAML: { node, name, configuration throws(DaemonConfigurationError) in
-            configuration.heartbeat = try SettingRange.heartbeat.seconds(from: try number(node, name), name: name)
-        })
+        details: "So a frozen client cannot keep the storage writable. The same interval (15 s when off) is how long any peer may leave the daemon's answers unread once more than 64 KiB of them wait. Before this version swift-pst read `pst.heartbeat`; that key is still read, with a warning, when kvmd's is not set.")
 
-    public static let readOnlyRetryDelay = DaemonSetting(
-        option: "ro-retries-delay", kvmdKey: ["ro_retries_delay"], valueName: "seconds",
-        summary: "Seconds between attempts to remount read-only while the storage is busy (a file still open for writing).",
-        details: "",
-        allowed: SettingRange.readOnlyRetryDelay.allowed,
-        describe: { ConfigurationValue.seconds($0.readOnlyRetryDelay) },
-        applyOption: { text, configuration throws(DaemonConfigurationError) in
-            configuration.readOnlyRetryDelay = try SettingRange.readOnlyRetryDelay.seconds(from: text, name: "--ro-retries-delay")
-        },
-        applyYAML: { node, name, configuration throws(DaemonConfigurationError) in
-            configuration.readOnlyRetryDelay = try SettingRange.readOnlyRetryDelay.seconds(from: try number(node, name), name: name)
-        })
+    public static let readOnlyRetryDelay = seconds(
+        "ro-retries-delay", kvmdKey: ["ro_retries_delay"], \.readOnlyRetryDelay, range: .readOnlyRetryDelay,
+        summary: "Seconds between attempts to remount read-only while the storage is busy (a file still open for writing).")
 
-    public static let readOnlyCleanupDelay = DaemonSetting(
-        option: "ro-cleanup-delay", kvmdKey: ["ro_cleanup_delay"], valueName: "seconds",
+    public static let readOnlyCleanupDelay = seconds(
+        "ro-cleanup-delay", kvmdKey: ["ro_cleanup_delay"], \.readOnlyCleanupDelay, range: .readOnlyCleanupDelay,
         summary: "Seconds clients get at shutdown to stop writing, after being told, before the remount to read-only.",
-        details: "Only waited when sessions were open.",
-        allowed: SettingRange.readOnlyCleanupDelay.allowed,
-        describe: { ConfigurationValue.seconds($0.readOnlyCleanupDelay) },
-        applyOption: { text, configuration throws(DaemonConfigurationError) in
-            configuration.readOnlyCleanupDelay = try SettingRange.readOnlyCleanupDelay.seconds(from: text, name: "--ro-cleanup-delay")
-        },
-        applyYAML: { node, name, configuration throws(DaemonConfigurationError) in
-            configuration.readOnlyCleanupDelay = try SettingRange.readOnlyCleanupDelay.seconds(from: try number(node, name), name: name)
-        })
+        details: "Only waited when sessions were open.")
 
-    public static let stopTimeout = DaemonSetting(
-        option: "stop-timeout", kvmdKey: nil, valueName: "seconds",
+    public static let stopTimeout = seconds(
+        "stop-timeout", kvmdKey: nil, \.stopTimeout, range: .stopTimeout,
         summary: "Seconds shutdown keeps retrying a busy read-only remount before it exits 1, saying the storage is left read-write.",
-        details: "It never exits 0 with the storage writable.",
-        allowed: SettingRange.stopTimeout.allowed,
-        describe: { ConfigurationValue.seconds($0.stopTimeout) },
-        applyOption: { text, configuration throws(DaemonConfigurationError) in
-            configuration.stopTimeout = try SettingRange.stopTimeout.seconds(from: text, name: "--stop-timeout")
-        },
-        applyYAML: { _, _, _ throws(DaemonConfigurationError) in })
+        details: "It never exits 0 with the storage writable.")
 
     public static let remountCommand = DaemonSetting(
         option: "remount-command", kvmdKey: ["remount_cmd"], valueName: "command",
@@ -194,38 +163,18 @@ extension DaemonSetting {
         },
         applyYAML: { _, _, _ throws(DaemonConfigurationError) in })
 
-    public static let maxSessions = DaemonSetting(
-        option: "max-sessions", kvmdKey: nil, valueName: "count",
-        summary: "The most sessions open at once; the next one gets 503.",
-        details: "",
-        allowed: SettingRange.maxSessions.allowed,
-        describe: { String($0.maxSessions) },
-        applyOption: { text, configuration throws(DaemonConfigurationError) in
-            configuration.maxSessions = try SettingRange.maxSessions.count(from: text, name: "--max-sessions")
-        },
-        applyYAML: { _, _, _ throws(DaemonConfigurationError) in })
+    public static let maxSessions = count(
+        "max-sessions", \.maxSessions, range: .maxSessions, summary: "The most sessions open at once; the next one gets 503.")
 
-    public static let maxConnections = DaemonSetting(
-        option: "max-connections", kvmdKey: nil, valueName: "count",
+    public static let maxConnections = count(
+        "max-connections", \.maxConnections, range: .maxConnections,
         summary: "The most connections open at once that are not sessions; past it the oldest is closed.",
-        details: "So a flood of idle connections cannot keep well-behaved clients out. Never more than the open-file limit leaves after `--max-sessions` and 64 for the daemon itself.",
-        allowed: SettingRange.maxConnections.allowed,
-        describe: { String($0.maxConnections) },
-        applyOption: { text, configuration throws(DaemonConfigurationError) in
-            configuration.maxConnections = try SettingRange.maxConnections.count(from: text, name: "--max-connections")
-        },
-        applyYAML: { _, _, _ throws(DaemonConfigurationError) in })
+        details: "So a flood of idle connections cannot keep well-behaved clients out. Never more than the open-file limit leaves after `--max-sessions` and 64 for the daemon itself.")
 
-    public static let httpTimeout = DaemonSetting(
-        option: "http-timeout", kvmdKey: nil, valueName: "seconds",
+    public static let httpTimeout = seconds(
+        "http-timeout", kvmdKey: nil, \.httpIdleTimeout, range: .httpTimeout,
         summary: "Seconds a connection may take to send a whole request, or stay idle, before it is closed.",
-        details: "A client dripping a request head byte by byte is cut off here. Sessions, once upgraded, are watched by the heartbeat instead.",
-        allowed: SettingRange.httpTimeout.allowed,
-        describe: { ConfigurationValue.seconds($0.httpIdleTimeout) },
-        applyOption: { text, configuration throws(DaemonConfigurationError) in
-            configuration.httpIdleTimeout = try SettingRange.httpTimeout.seconds(from: text, name: "--http-timeout")
-        },
-        applyYAML: { _, _, _ throws(DaemonConfigurationError) in })
+        details: "A client dripping a request head byte by byte is cut off here. Sessions, once upgraded, are watched by the heartbeat instead.")
 
     public static let accessLogFormat = DaemonSetting(
         option: nil, kvmdKey: ["server", "access_log_format"], valueName: "format",
@@ -235,6 +184,36 @@ extension DaemonSetting {
         describe: { _ in "kvmd's" },
         applyOption: { _, _ throws(DaemonConfigurationError) in },
         applyYAML: { node, name, _ throws(DaemonConfigurationError) in _ = try scalar(node, name) })
+
+    /// A number of seconds in `range`, from the option or (with a kvmd key) from YAML.
+    static func seconds(
+        _ option: String, kvmdKey: [String]?, _ keyPath: WritableKeyPath<DaemonConfiguration, Duration> & Sendable,
+        range: SettingRange, summary: String, details: String = ""
+    ) -> DaemonSetting {
+        DaemonSetting(
+            option: option, kvmdKey: kvmdKey, valueName: "seconds", summary: summary, details: details, allowed: range.allowed,
+            describe: { ConfigurationValue.seconds($0[keyPath: keyPath]) },
+            applyOption: { text, configuration throws(DaemonConfigurationError) in
+                configuration[keyPath: keyPath] = try range.seconds(from: text, name: "--" + option)
+            },
+            applyYAML: { node, name, configuration throws(DaemonConfigurationError) in
+                configuration[keyPath: keyPath] = try range.seconds(from: try number(node, name), name: name)
+            })
+    }
+
+    /// A whole number in `range`, from the option only.
+    static func count(
+        _ option: String, _ keyPath: WritableKeyPath<DaemonConfiguration, Int> & Sendable, range: SettingRange,
+        summary: String, details: String = ""
+    ) -> DaemonSetting {
+        DaemonSetting(
+            option: option, kvmdKey: nil, valueName: "count", summary: summary, details: details, allowed: range.allowed,
+            describe: { String($0[keyPath: keyPath]) },
+            applyOption: { text, configuration throws(DaemonConfigurationError) in
+                configuration[keyPath: keyPath] = try range.count(from: text, name: "--" + option)
+            },
+            applyYAML: { _, _, _ throws(DaemonConfigurationError) in })
+    }
 
     /// The key swift-pst read before kvmd's `pst.server.heartbeat`.
     static let legacyHeartbeatKey = ["heartbeat"]
