@@ -60,8 +60,8 @@ wait_read_only
 echo "after the session:"
 show_mount
 state
-echo "what the script left in $mnt/data/foo:"
-cat "$mnt/data/foo"
+echo "what the script left in $mnt/foo (the data path is the storage root, as kvmd since 4.8):"
+cat "$mnt/foo"
 
 step "While a session is open the storage is read-write"
 "$bin/kvmd-pstrun" --socket "$sock" -- sh -c 'printf "during the session: %s\n" "$(findmnt -no OPTIONS "$1" | cut -d, -f1)"' sh "$mnt"
