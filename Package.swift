@@ -29,6 +29,8 @@ let package = Package(
         ),
         // What Glibc does not export to Swift: peer credentials, terminal and process-group helpers.
         .target(name: "CSystemShims"),
+        // The version the three executables print with --version, declared once.
+        .target(name: "PersistentStorageVersion"),
 
         // The partition and the kernel: fstab discovery, mount state, remount, the fix step.
         .target(
@@ -89,6 +91,7 @@ let package = Package(
             name: "kvmd-helper-pst-remount",
             dependencies: [
                 "PersistentStorageMount",
+                "PersistentStorageVersion",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -96,6 +99,7 @@ let package = Package(
             name: "kvmd-pst",
             dependencies: [
                 "PersistentStorageDaemon",
+                "PersistentStorageVersion",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -104,6 +108,7 @@ let package = Package(
             name: "kvmd-pstrun",
             dependencies: [
                 "PersistentStorageRun",
+                "PersistentStorageVersion",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -167,7 +172,7 @@ let package = Package(
         // Every example against a real daemon, the deployment files, and the docs against `--help`.
         .testTarget(
             name: "ExamplesTests",
-            dependencies: ["PersistentStorageMount", "PersistentStorageTestSupport"]
+            dependencies: ["PersistentStorageMount", "PersistentStorageTestSupport", "PersistentStorageVersion"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -25,6 +25,8 @@ public struct RunArguments: Equatable, Sendable {
     public enum Parsed: Equatable, Sendable {
         case run(RunArguments)
         case help
+        /// `--version`, before the command: the caller prints the version.
+        case version
         case usageError(String)
     }
 
@@ -48,6 +50,7 @@ public struct RunArguments: Equatable, Sendable {
                 break
             }
             if word == "-h" || word == "--help" { return .help }
+            if word == "--version" { return .version }
             guard word.hasPrefix("-") else { break }
 
             // `--name value` or `--name=value`.
@@ -138,6 +141,7 @@ public struct RunArguments: Equatable, Sendable {
           --log-level <level>     trace, debug, info, notice, warning, error or
                                   critical. (values: trace, debug, info, notice,
                                   warning, error, critical; default: info)
+          --version               Show the version.
           -h, --help              Show help information.
 
 

@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import PersistentStorageDaemon
 import PersistentStorageMount
+import PersistentStorageVersion
 
 /// `kvmd-pst`: the persistent-storage daemon. Parses options, then hands
 /// over to ``PersistentStorageDaemon``.
@@ -10,7 +11,8 @@ import PersistentStorageMount
 struct KvmdPst: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvmd-pst",
-        abstract: "Keeps the PiKVM persistent storage read-only except while a client holds a session.")
+        abstract: "Keeps the PiKVM persistent storage read-only except while a client holds a session.",
+        version: SwiftPSTVersion.string)
 
     @Flag(name: .long, help: "Start the daemon. Without it kvmd-pst checks its options and configuration and stops, as kvmd's own daemons do, so that typing its name does not remount the storage.")
     var run = false
