@@ -120,7 +120,7 @@ install-beside-kvmd:
 # coredumpctl look for it (/usr/lib/debug + the binary's path).
 install-debug:
 	for name in $(EXECUTABLES); do \
-		install -D -m 0644 $(SHIPPED)/debug/$$name.debug $(DESTDIR)/usr/lib/debug$(BINDIR)/$$name.debug; done
+		install -D -m 0644 $(SHIPPED)/.debug/$$name.debug $(DESTDIR)/usr/lib/debug$(BINDIR)/$$name.debug; done
 
 uninstall:
 	rm -f $(EXECUTABLES:%=$(DESTDIR)$(BINDIR)/%) $(MANUALS:%=$(DESTDIR)$(MANDIR)/%)

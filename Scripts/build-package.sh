@@ -6,7 +6,8 @@
 # holds, its metadata, and that the executables it installs run and print
 # the version the PKGBUILD names. Root (it runs makepkg as `nobody`, as
 # makepkg refuses root). The packages end up in PST_PACKAGE_OUT (default
-# .build/package).
+# .build/package), with the executables, man pages and completions makepkg
+# built in PST_PACKAGE_OUT/shipped.
 #
 # The source tarball is the working tree's files known to git (tracked and
 # untracked-but-not-ignored), so uncommitted changes are in it.
@@ -86,4 +87,9 @@ grep -q '^ExecStart=/usr/lib/swift-pst/kvmd-pst --run' "$root/usr/lib/systemd/sy
 
 mkdir -p "$out"
 cp "$package" "$debug_package" "$out/"
+# What makepkg built, for `PST_SHIPPED=.build/package/shipped make
+# systemd-check` (CI), so that one release build serves both.
+rm -rf "$out/shipped"
+cp -a "$work/src/swift-pst-$pkgver/.build/shipped" "$out/shipped"
+chown -R 0:0 "$out/shipped"
 echo "packages in $out ($(( $(date +%s) - started )) s)"

@@ -23,7 +23,7 @@
 #
 # Every copy in SCRATCH/shipped is stripped (what `make install` installs:
 # the unstripped ones were 24-49 MB, mostly DWARF); its debug information is
-# kept beside it in SCRATCH/shipped/debug/NAME.debug (objcopy
+# kept beside it, where gdb looks first, in SCRATCH/shipped/.debug/NAME.debug (objcopy
 # --only-keep-debug), and the binary names that file in .gnu_debuglink, so
 # gdb and coredumpctl find it next to the binary, or under /usr/lib/debug
 # where `make install-debug` puts it. PST_RELEASE_KEEP_SYMBOLS=1 ships the
@@ -62,14 +62,14 @@ cp "$(swift build "${flags[@]}" "${static[@]}" --show-bin-path)/kvmd-pstrun" "$s
 # executables export none, --no-export-dynamic), and the Swift runtime
 # finds its metadata through sections, not symbols.
 if [ "${PST_RELEASE_KEEP_SYMBOLS:-0}" != 1 ]; then
-    mkdir -p "$shipped/debug"
+    mkdir -p "$shipped/.debug"
     for binary in "$shipped"/*; do
         [ -f "$binary" ] && [ -x "$binary" ] || continue
         name=$(basename "$binary")
-        objcopy --only-keep-debug --compress-debug-sections=zlib "$binary" "$shipped/debug/$name.debug"
-        chmod 0644 "$shipped/debug/$name.debug"
+        objcopy --only-keep-debug "$binary" "$shipped/.debug/$name.debug"
+        chmod 0644 "$shipped/.debug/$name.debug"
         objcopy --strip-all --remove-section=.gnu_debuglink "$binary"
-        (cd "$shipped/debug" && objcopy --add-gnu-debuglink="$name.debug" "../$name")
+        (cd "$shipped/.debug" && objcopy --add-gnu-debuglink="$name.debug" "../$name")
     done
 fi
 echo "$shipped"
