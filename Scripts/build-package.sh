@@ -43,6 +43,10 @@ git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' 
 done | tar --null -T - --transform "s|^|swift-pst-$pkgver/|" -czf "$work/swift-pst-$pkgver.tar.gz"
 cp packaging/PKGBUILD "$work/"
 mkdir "$work/home"
+# SwiftPM clones the dependencies with git; where they come from a local
+# mirror owned by root (this machine's /opt/swift-packages, through git's
+# url.insteadOf), git refuses it to another user as "dubious ownership".
+printf '[safe]\n\tdirectory = *\n' > "$work/home/.gitconfig"
 chown -R nobody:nogroup "$work"
 
 echo "makepkg in $work (as nobody) ..." >&2
