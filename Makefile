@@ -1,6 +1,6 @@
 # The two commands the README starts with, and a few more.
 .PHONY: demo test test-shipped-pstrun docs bench bench-smoke build release clean \
-	install-files install install-beside-kvmd install-debug uninstall package systemd-check
+	install-files install install-beside-kvmd install-debug uninstall uninstall-beside-kvmd package systemd-check
 
 # The whole thing end to end on a demo PST image (root).
 demo:
@@ -122,6 +122,8 @@ install-debug:
 	for name in $(EXECUTABLES); do \
 		install -D -m 0644 $(SHIPPED)/.debug/$$name.debug $(DESTDIR)/usr/lib/debug$(BINDIR)/$$name.debug; done
 
+# What `install` installed (not for a PiKVM, where PREFIX=/usr names kvmd's
+# own files: there it is `uninstall-beside-kvmd`, or pacman -R).
 uninstall:
 	rm -f $(EXECUTABLES:%=$(DESTDIR)$(BINDIR)/%) $(MANUALS:%=$(DESTDIR)$(MANDIR)/%)
 	rm -f $(DESTDIR)$(UNITDIR)/kvmd-pst.service $(DESTDIR)$(SUDOERSDIR)/swift-pst
@@ -130,6 +132,12 @@ uninstall:
 	rm -f $(DESTDIR)$(DATADIR)/bash-completion/completions/kvmd-pst* $(DESTDIR)$(DATADIR)/bash-completion/completions/kvmd-helper-pst-remount
 	rm -f $(DESTDIR)$(DATADIR)/zsh/site-functions/_kvmd-pst $(DESTDIR)$(DATADIR)/zsh/site-functions/_kvmd-helper-pst-remount
 	rm -f $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/kvmd-pst.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/kvmd-helper-pst-remount.fish
+
+uninstall-beside-kvmd: BINDIR = $(LIBDIR)/swift-pst
+uninstall-beside-kvmd:
+	rm -f $(EXECUTABLES:%=$(DESTDIR)$(BINDIR)/%) $(MANUALS:%=$(DESTDIR)$(MANDIR)/%)
+	rm -f $(DESTDIR)$(UNITDIR)/kvmd-pst.service.d/swift-pst.conf $(DESTDIR)$(SUDOERSDIR)/swift-pst
+	-rmdir $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR)/kvmd-pst.service.d 2>/dev/null
 
 # The pacman package for PiKVM OS (packaging/PKGBUILD), built here with
 # makepkg for x86_64, its files listed and its executables run (root).

@@ -35,6 +35,16 @@ rm -rf "$shipped/man" "$shipped/completions"
 mkdir -p "$shipped/man/man1" "$shipped/man/man8" "$shipped/completions/bash" "$shipped/completions/zsh" "$shipped/completions/fish"
 for executable in kvmd-pst kvmd-helper-pst-remount; do
     "$generate_manual" "$shipped/$executable" --section 8 --date "$date" --output-directory "$shipped/man/man8"
+    # generate-manual 1.8.2 documents ArgumentParser's implicit `help`
+    # subcommand of a command that has no other: "subcommand" in the
+    # synopsis, and a "help" entry with its own list. Neither executable
+    # has subcommands (`kvmd-pst help` is an unknown argument), so both go.
+    page="$shipped/man/man8/$executable.8"
+    awk '/^\.Ar subcommand$/ { next }
+         /^\.It Em help$/ { skipping = 1; next }
+         skipping && /^\.El$/ { skipping = 0; next }
+         !skipping { print }' "$page" > "$page.tmp"
+    mv "$page.tmp" "$page"
     "$shipped/$executable" --generate-completion-script bash > "$shipped/completions/bash/$executable"
     "$shipped/$executable" --generate-completion-script zsh > "$shipped/completions/zsh/_$executable"
     "$shipped/$executable" --generate-completion-script fish > "$shipped/completions/fish/$executable.fish"

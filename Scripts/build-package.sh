@@ -70,6 +70,12 @@ done
 for file in /usr/bin/kvmd-pst /usr/bin/kvmd-pstrun /usr/bin/kvmd-helper-pst-remount /usr/lib/systemd/system/kvmd-pst.service; do
     ! grep -qx "$file" <<<"$files" || fail "the package holds kvmd's $file"
 done
+for page in kvmd-pst kvmd-helper-pst-remount; do
+    bsdtar -xOf "$package" "usr/share/man/man8/$page.8.gz" | gzip -dc > "$work/$page.8"
+    grep -q "^\.Nm $page\$" "$work/$page.8" || fail "the man page of $page does not name it"
+    grep -q '^\.Op Fl -run$' "$work/$page.8" || [ "$page" != kvmd-pst ] || fail "kvmd-pst's man page lacks --run"
+    ! grep -q 'subcommand' "$work/$page.8" || fail "$page's man page names a subcommand it does not have"
+done
 pacman -Qlp "$debug_package" | awk '{print $2}' | grep -qx /usr/lib/debug/usr/lib/swift-pst/kvmd-pst.debug \
     || fail "the debug package lacks kvmd-pst.debug"
 

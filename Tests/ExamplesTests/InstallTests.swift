@@ -146,7 +146,7 @@ struct InstallTests {
         }
     }
 
-    @Test("make install-beside-kvmd PREFIX=/usr replaces none of kvmd's files: executables in /usr/lib/swift-pst, a drop-in for kvmd's unit",
+    @Test("make install-beside-kvmd PREFIX=/usr replaces none of kvmd's files: executables in /usr/lib/swift-pst, a drop-in for kvmd's unit; uninstall-beside-kvmd removes them",
           .enabled(if: SystemCommand.exists("make")))
     func installBesideKvmd() async throws {
         try await withTemporaryDirectory { directory in
@@ -167,6 +167,10 @@ struct InstallTests {
             #expect(dropIn.contains("\"/usr/bin/sudo --non-interactive /usr/lib/swift-pst/kvmd-helper-pst-remount {mode}\""))
             let sudoers = try String(contentsOfFile: destination + "/etc/sudoers.d/swift-pst", encoding: .utf8)
             #expect(sudoers.contains("NOPASSWD: /usr/lib/swift-pst/kvmd-helper-pst-remount rw, /usr/lib/swift-pst/kvmd-helper-pst-remount ro\n"))
+
+            let uninstall = try Self.make(["uninstall-beside-kvmd", "PREFIX=/usr", "DESTDIR=\(destination)"])
+            #expect(uninstall.status == 0, "\(uninstall.standardError)")
+            #expect(Self.files(under: destination).isEmpty, "left after uninstall-beside-kvmd: \(Self.files(under: destination))")
         }
     }
 
