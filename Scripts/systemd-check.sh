@@ -20,6 +20,10 @@
 #     - /run/kvmd stays kvmd's (our tmpfiles line does not re-own it)
 #     - our /usr/bin/kvmd-pst --run serves as User=kvmd-pst, a session
 #       works, `systemctl stop` leaves the storage read-only
+#   the PiKVM layout (the PKGBUILD's): kvmd's unit in /usr/lib/systemd/system
+#   with `make install-beside-kvmd`'s drop-in over it: the daemon from
+#   /usr/lib/swift-pst serves as kvmd-pst, Type=notify; after `make
+#   uninstall-beside-kvmd` kvmd's unit is as it was
 #
 # Everything it makes is removed on exit, failure or Ctrl-C: the container
 # (SIGTERM, then SIGKILL), the loop device, the overlay over the cached tree
@@ -342,6 +346,33 @@ if $have_kvmd; then
     inside systemctl stop kvmd-pst.service
     end_background_session
     expect_storage ro "kvmd's unit, after systemctl stop during a session"
+
+    step "the PiKVM layout: kvmd's unit where kvmd's package puts it, make install-beside-kvmd (the PKGBUILD's) over it"
+    rm -rf "$root/etc/systemd/system/kvmd-pst.service" "$root/etc/systemd/system/kvmd-pst.service.d"
+    install -m 0644 "$work/kvmd/configs/os/services/kvmd-pst.service" "$root/usr/lib/systemd/system/kvmd-pst.service"
+    make -s install-beside-kvmd PREFIX=/usr DESTDIR="$root" SHIPPED="$shipped" >/dev/null
+    inside systemctl daemon-reload
+    [ "$(unit_property Type)" = notify ] || fail "the drop-in does not make kvmd's unit Type=notify"
+    [ "$(unit_property User)" = kvmd-pst ] || fail "the drop-in lost kvmd's User=kvmd-pst"
+    inside systemctl start kvmd-pst.service   # returns once READY=1 arrived
+    [ "$(unit_property SubState)" = running ] || fail "beside kvmd: not running after start"
+    main_pid=$(unit_property MainPID)
+    [ "$(inside readlink "/proc/$main_pid/exe")" = /usr/lib/swift-pst/kvmd-pst ] || fail "beside kvmd: not our /usr/lib/swift-pst/kvmd-pst"
+    [ "$(inside ps -o user= -p "$main_pid")" = kvmd-pst ] || fail "beside kvmd: the daemon does not run as kvmd-pst"
+    echo "ok: beside kvmd: kvmd's unit runs /usr/lib/swift-pst/kvmd-pst as kvmd-pst, ready when systemctl start returned"
+    check_session "beside kvmd"
+    background_session
+    inside systemctl stop kvmd-pst.service
+    end_background_session
+    expect_storage ro "beside kvmd, after systemctl stop during a session"
+
+    step "going back: make uninstall-beside-kvmd (what pacman -R removes), kvmd's unit as it was"
+    make -s uninstall-beside-kvmd PREFIX=/usr DESTDIR="$root" >/dev/null
+    inside systemctl daemon-reload
+    [ "$(unit_property Type)" = simple ] || fail "after uninstalling, kvmd's unit is not Type=simple again"
+    [ "$(unit_property ExecStart | grep -o 'path=[^ ;]*')" = path=/usr/bin/kvmd-pst ] || fail "after uninstalling, kvmd's unit does not run /usr/bin/kvmd-pst"
+    inside test ! -e /etc/sudoers.d/swift-pst || fail "our sudoers file is left"
+    echo "ok: kvmd's unit is kvmd's again"
 fi
 
 step "passed"
