@@ -67,7 +67,8 @@ if [ "${PST_RELEASE_KEEP_SYMBOLS:-0}" != 1 ]; then
         [ -f "$binary" ] && [ -x "$binary" ] || continue
         # Stripped by an earlier run and not copied anew (--pstrun-only
         # leaves the daemon's copy alone): its debug file is already there.
-        readelf -S "$binary" | grep -q '\.gnu_debuglink' && continue
+        sections=$(readelf -S "$binary")
+        [[ $sections == *.gnu_debuglink* ]] && continue
         name=$(basename "$binary")
         objcopy --only-keep-debug "$binary" "$shipped/.debug/$name.debug"
         chmod 0644 "$shipped/.debug/$name.debug"
