@@ -32,10 +32,17 @@ let package = Package(
         // The version the three executables print with --version, declared once.
         .target(name: "PersistentStorageVersion"),
 
+        // Reading a small configuration file safely (a regular file, bounded, never blocking).
+        .target(name: "SystemFiles"),
+        // kvmd's configuration tree (main.yaml, override.d, override.yaml) and its pst: section.
+        .target(
+            name: "KvmdConfiguration",
+            dependencies: ["SystemFiles"]
+        ),
         // The partition and the kernel: fstab discovery, mount state, remount, the fix step.
         .target(
             name: "PersistentStorageMount",
-            dependencies: ["CLibMount", "CSystemShims"]
+            dependencies: ["CLibMount", "CSystemShims", "SystemFiles"]
         ),
         // The client API (`withWritableStorage`) and the wire-protocol types.
         .target(
@@ -56,6 +63,8 @@ let package = Package(
             dependencies: [
                 "PersistentStorage",
                 "PersistentStorageMount",
+                "KvmdConfiguration",
+                "SystemFiles",
                 "CSystemShims",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -71,6 +80,7 @@ let package = Package(
             name: "PersistentStorageRun",
             dependencies: [
                 "PersistentStorage",
+                "KvmdConfiguration",
                 "CSystemShims",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -100,6 +110,7 @@ let package = Package(
             dependencies: [
                 "PersistentStorageDaemon",
                 "PersistentStorageVersion",
+                "KvmdConfiguration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -137,7 +148,7 @@ let package = Package(
         .testTarget(
             name: "PersistentStorageDaemonTests",
             dependencies: [
-                "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageMount",
+                "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageMount", "KvmdConfiguration",
                 "PersistentStorageTestSupport", "PersistentStorageTestBed",
             ]
         ),
@@ -154,7 +165,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PersistentStorageRunTests",
-            dependencies: ["PersistentStorageRun", "PersistentStorage", "PersistentStorageTestSupport"]
+            dependencies: ["PersistentStorageRun", "PersistentStorage", "PersistentStorageTestSupport", "KvmdConfiguration"]
         ),
         // Faults injected for real, hostile input, fuzzing and a soak (issue 7).
         .testTarget(
@@ -172,7 +183,7 @@ let package = Package(
         // Every example against a real daemon, the deployment files, and the docs against `--help`.
         .testTarget(
             name: "ExamplesTests",
-            dependencies: ["PersistentStorageMount", "PersistentStorageTestSupport", "PersistentStorageVersion"]
+            dependencies: ["PersistentStorageMount", "PersistentStorageTestSupport", "PersistentStorageDaemon", "PersistentStorageVersion"]
         ),
     ],
     swiftLanguageModes: [.v6]

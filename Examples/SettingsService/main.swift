@@ -14,10 +14,11 @@
 //    and opens one only when something changed; inside it, it only replaces
 //    one small file.
 //
-// And one rule for writing anything that must survive a power cut: write a
-// temporary file beside the real one, fsync it, rename it over the real one,
-// then fsync the directory. A reader (and the file after a crash) then sees
-// either the old settings or the new ones, never half of either.
+// And one rule for writing anything that must survive a power cut: replace
+// the file with `DurableFile.write` (a temporary file beside the real one,
+// fsynced, renamed over it, the directory fsynced). A reader (and the file
+// after a crash) then sees either the old settings or the new ones, never
+// half of either.
 
 import Foundation
 import PersistentStorage
@@ -42,46 +43,6 @@ func readSettings(in directory: URL) throws -> Settings {
     let file = directory.appending(path: fileName)
     guard FileManager.default.fileExists(atPath: file.path(percentEncoded: false)) else { return [:] }
     return try JSONDecoder().decode(Settings.self, from: Data(contentsOf: file))
-}
-
-/// Replaces `file` with `data` so that a power cut at any moment leaves
-/// either the old file or the new one.
-func writeDurably(_ data: Data, to file: URL) throws {
-    let directory = file.deletingLastPathComponent()
-    let temporary = directory.appending(path: ".\(fileName).\(getpid()).tmp")
-    let temporaryPath = temporary.path(percentEncoded: false)
-    // After a successful rename this finds nothing; after a failure it
-    // removes the half-done temporary file.
-    defer { unlink(temporaryPath) }
-
-    guard FileManager.default.createFile(atPath: temporaryPath, contents: nil) else {
-        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporaryPath])
-    }
-    let handle = try FileHandle(forWritingTo: temporary)
-    do {
-        try handle.write(contentsOf: data)
-        // The data must be on the disk before the rename can point at it:
-        // otherwise a crash could leave the new name on an empty file.
-        try handle.synchronize()
-        try handle.close()
-    } catch {
-        try? handle.close()
-        throw error
-    }
-
-    // If write access was revoked meanwhile, the session's task is cancelled:
-    // leave the old file as it is rather than rename into a storage that may
-    // already be going read-only.
-    try Task.checkCancellation()
-
-    // rename(2) replaces the old file in one step, never leaving no file.
-    guard rename(temporaryPath, file.path(percentEncoded: false)) == 0 else {
-        throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-    }
-    // The rename itself is a change to the directory: sync that too.
-    let directoryHandle = try FileHandle(forReadingFrom: directory)
-    defer { try? directoryHandle.close() }
-    try directoryHandle.synchronize()
 }
 
 /// Encodes settings the same way every time, so equal settings give equal bytes.
@@ -118,7 +79,12 @@ func set(_ key: String, to value: String) async throws -> Int32 {
         // since we looked.
         var settings = try readSettings(in: directory)
         settings[key] = value
-        try writeDurably(try encode(settings), to: directory.appending(path: fileName))
+        // Old or new settings after a power cut, never half of either: the
+        // library writes a temporary file, fsyncs it, renames it over the
+        // real one and fsyncs the directory.
+        // Revoked meanwhile (the task is then cancelled): leave the old file.
+        try Task.checkCancellation()
+        try DurableFile.write(try encode(settings), to: directory.appending(path: fileName))
     }
     print("saved \(key)")
     return 0

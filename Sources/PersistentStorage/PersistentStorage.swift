@@ -104,6 +104,13 @@ public struct PersistentStorage: Sendable {
     /// cancelled; the daemon makes the storage read-only again once no session
     /// is left.
     ///
+    /// **Durable on return.** Whatever ended `body` (returning, throwing,
+    /// cancellation, revocation), everything it wrote to the storage is
+    /// flushed to the disk (syncfs(2)) before the session ends and before this
+    /// returns or throws: a power cut after that loses none of it. For a file
+    /// that must be either its old or its new version, write a temporary file,
+    /// `fsync` it, rename it over the old one and `fsync` the directory.
+    ///
     /// ```swift
     /// let count = try await storage.withWritableStorage(subdirectory: "my-service") { directory in
     ///     try Data("hello".utf8).write(to: directory.appending(path: "greeting"))
@@ -126,14 +133,25 @@ public struct PersistentStorage: Sendable {
     /// access, or while `body` runs), the session is closed and this throws
     /// `CancellationError`.
     ///
-    /// - Throws: what `body` threw, a ``PersistentStorageError``, or `CancellationError`.
+    /// - Throws: what `body` threw, a ``PersistentStorageError``, or
+    ///   `CancellationError`; ``PersistentStorageError/notDurable(path:reason:)``
+    ///   when `body` succeeded but the flush to the disk failed.
     public func withWritableStorage<T: Sendable>(
         subdirectory: String? = nil,
         _ body: @Sendable (URL) async throws -> T
     ) async throws -> T {
         let session = try await openSession(subdirectory: subdirectory)
         let (outcome, revocation) = await session.runRevocably(body)
-        await session.close()
+        // Whatever ended the body, what it wrote is on the disk before the
+        // session ends and before this returns (Documentation/Protocol.md).
+        var notDurable: PersistentStorageError?
+        do {
+            try await session.syncToDisk()
+        } catch {
+            logger.error("\(error)")
+            notDurable = error
+        }
+        await session.closeConnection()
         // Cancelled while the body ran: the body's task was cancelled with
         // ours, so its outcome (and a revocation that cancellation looks like)
         // is not what the caller asked for.
@@ -142,6 +160,8 @@ public struct PersistentStorage: Sendable {
             logger.debug("PST write access revoked while the body ran: \(revocation)")
             throw PersistentStorageError.revoked(revocation)
         }
-        return try outcome.get()
+        let value = try outcome.get()
+        if let notDurable { throw notDurable }
+        return value
     }
 }

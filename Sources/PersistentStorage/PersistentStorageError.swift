@@ -41,6 +41,10 @@ public enum PersistentStorageError: Error, Sendable, Equatable, CustomStringConv
     /// client with write access to its parent replaced it with a link):
     /// nothing is written there.
     case unsafeDataDirectory(path: String, reason: String)
+    /// The body ended, but flushing the storage to the disk failed (an I/O
+    /// error, or the directory was replaced): what it wrote may be lost if
+    /// the power goes before the daemon's read-only remount.
+    case notDurable(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -79,6 +83,8 @@ public enum PersistentStorageError: Error, Sendable, Equatable, CustomStringConv
             "the PST data directory \(path) \(reason); not writing there (someone who may write its parent replaced it; the daemon repairs it at its next read-write remount)"
         case .cannotCreateDirectory(let path, let reason):
             "cannot create \(path) on the PST: \(reason)"
+        case .notDurable(let path, let reason):
+            "what was written under \(path) may not be on the disk: \(reason)"
         }
     }
 }

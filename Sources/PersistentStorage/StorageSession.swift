@@ -43,12 +43,15 @@ public final class StorageSession: Sendable {
     public let statusUpdates: AsyncThrowingStream<StorageStatus, any Error>
 
     private let channel: any Channel
+    /// The storage's filesystem, as the data directory showed it at the start.
+    private let device: dev_t?
 
     private init(url: URL, initialStatus: StorageStatus, connection: SessionConnection) {
         self.url = url
         self.initialStatus = initialStatus
         self.statusUpdates = connection.updates
         self.channel = connection.channel
+        self.device = StorageSync.device(of: initialStatus.data.path)
     }
 
     /// Opens `/ws` and waits until the daemon reports the storage writable.
@@ -108,9 +111,38 @@ public final class StorageSession: Sendable {
         }
     }
 
-    /// Ends the session: the daemon makes the storage read-only again once no
-    /// session is left. Safe to call more than once.
+    /// Flushes everything written to the storage to the disk (syncfs(2)),
+    /// on a thread of its own, since the disk may take a while.
+    ///
+    /// ``close()`` does this first, and ``PersistentStorage/withWritableStorage(subdirectory:_:)``
+    /// before it returns or throws; call it yourself to make data durable
+    /// while the session stays open.
+    ///
+    /// - Throws: ``PersistentStorageError/notDurable(path:reason:)`` when the
+    ///   filesystem reported an error (what was written may not be on the disk).
+    public func syncToDisk() async throws(PersistentStorageError) {
+        let path = url.path(percentEncoded: false)
+        let directories = StorageSync.candidates(path, dataPath: initialStatus.data.path)
+        guard let device else { throw .notDurable(path: path, reason: "the data directory was not there when the session opened") }
+        let failure = await withCheckedContinuation { (continuation: CheckedContinuation<String?, Never>) in
+            DetachedThread.run(name: "pst-syncfs") {
+                continuation.resume(returning: StorageSync.sync(anyOf: directories, device: device))
+            }
+        }
+        if let failure { throw .notDurable(path: path, reason: failure) }
+    }
+
+    /// Flushes what was written to the disk (see ``syncToDisk()``), then ends
+    /// the session: the daemon makes the storage read-only again once no
+    /// session is left. Safe to call more than once. A failed flush is
+    /// logged by nobody here; call ``syncToDisk()`` first to see it.
     public func close() async {
+        try? await syncToDisk()
+        await closeConnection()
+    }
+
+    /// Ends the session without flushing (``PersistentStorage`` has flushed).
+    func closeConnection() async {
         await SessionConnection.close(channel)
     }
 }

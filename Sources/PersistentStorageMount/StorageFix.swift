@@ -1,5 +1,6 @@
 import CSystemShims
 import Glibc
+import SystemFiles
 
 /// Why the fix step after a read-write remount failed.
 public struct StorageFixError: Error, Equatable, CustomStringConvertible {

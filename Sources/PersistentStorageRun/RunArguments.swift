@@ -1,7 +1,9 @@
+import KvmdConfiguration
 import Logging
 
 /// `kvmd-pstrun`'s command line: `[--socket PATH] [--timeout SECONDS]
-/// [--log-level LEVEL] [--] COMMAND [ARGUMENT ...]`.
+/// [--log-level LEVEL] [--main-config FILE] [--override-dir DIR]
+/// [--override-config FILE] [--] COMMAND [ARGUMENT ...]`.
 ///
 /// Parsed by hand rather than with ArgumentParser: kvmd-pstrun is started
 /// once per script, and ArgumentParser's reflection-based parsing was half
@@ -16,7 +18,11 @@ import Logging
 /// }
 /// ```
 public struct RunArguments: Equatable, Sendable {
-    public var socketPath = "/run/kvmd/pst.sock"
+    /// `--socket`; nil: `pst.server.unix` from kvmd's configuration, as
+    /// kvmd's kvmd-pstrun reads it, else ``defaultSocketPath``.
+    public var socketPath: String?
+    /// kvmd's configuration files, for the socket when `--socket` is not given.
+    public var configTree = KvmdConfigTree()
     public var timeout: Double = 5
     public var logLevel: Logger.Level = .info
     /// The program and its arguments, never empty.
@@ -33,6 +39,26 @@ public struct RunArguments: Equatable, Sendable {
     /// The exit status of a usage error: 2, the shell's convention and the
     /// same for kvmd-pst and kvmd-helper-pst-remount (Documentation/Configuration.md).
     public static let usageErrorExitCode: Int32 = 2
+
+    public static let defaultSocketPath = "/run/kvmd/pst.sock"
+
+    /// The socket to use: `--socket`, else kvmd's `pst.server.unix`, else
+    /// ``defaultSocketPath``. kvmd's files are read only in the second case.
+    public func effectiveSocketPath() throws(KvmdConfigError) -> String {
+        // kvmd's files are read only when needed, or when named on the
+        // command line (then they must be usable, as for kvmd's kvmd-pstrun).
+        let namesFiles = configTree.mainConfig != nil || configTree.overrideDirectory != nil || configTree.overrideConfig != nil
+        if let socketPath, !namesFiles { return socketPath }
+        let section = try configTree.pstSection()
+        if let socketPath { return socketPath }
+        let key = ["server", "unix"]
+        guard let configured = try section.string(at: key) else { return Self.defaultSocketPath }
+        guard configured.hasPrefix("/"), !configured.utf8.contains(0) else {
+            let shown = configured.count > 40 ? String(configured.prefix(40)) + "…" : configured
+            throw KvmdConfigError("\(section.source(of: key)): pst.server.unix '\(shown)' is not an absolute path without NUL bytes")
+        }
+        return configured
+    }
 
     /// Seconds `--timeout` may be: above zero, and at most a day. A larger
     /// value is a typo, and a huge one (`1e300`) is no `Duration` at all.
@@ -89,12 +115,18 @@ public struct RunArguments: Equatable, Sendable {
         case socket = "--socket"
         case timeout = "--timeout"
         case logLevel = "--log-level"
+        case mainConfig = "--main-config"
+        case overrideDirectory = "--override-dir"
+        case overrideConfig = "--override-config"
 
         var synopsis: String {
             switch self {
             case .socket: "--socket <path>"
             case .timeout: "--timeout <seconds>"
             case .logLevel: "--log-level <level>"
+            case .mainConfig: "--main-config <file>"
+            case .overrideDirectory: "--override-dir <dir>"
+            case .overrideConfig: "--override-config <file>"
             }
         }
     }
@@ -111,11 +143,20 @@ public struct RunArguments: Equatable, Sendable {
         case .logLevel:
             guard let level = Logger.Level(rawValue: value) else { return false }
             logLevel = level
+        case .mainConfig:
+            guard !value.isEmpty else { return false }
+            configTree.mainConfig = value
+        case .overrideDirectory:
+            guard !value.isEmpty else { return false }
+            configTree.overrideDirectory = value
+        case .overrideConfig:
+            guard !value.isEmpty else { return false }
+            configTree.overrideConfig = value
         }
         return true
     }
 
-    static let usage = "kvmd-pstrun [--socket <path>] [--timeout <seconds>] [--log-level <level>] -- <command> [<argument> ...]"
+    static let usage = "kvmd-pstrun [--socket <path>] [--timeout <seconds>] [--log-level <level>] [--main-config <file>] [--override-dir <dir>] [--override-config <file>] -- <command> [<argument> ...]"
 
     /// What `--help` prints.
     public static let helpText = """
@@ -135,12 +176,21 @@ public struct RunArguments: Equatable, Sendable {
           <command>               The command to run and its arguments, after --.
 
         OPTIONS:
-          --socket <path>         The PST daemon's socket. (default: /run/kvmd/pst.sock)
+          --socket <path>         The PST daemon's socket. (default: pst.server.unix
+                                  from kvmd's configuration, else /run/kvmd/pst.sock)
           --timeout <seconds>     Seconds to wait for the daemon to answer and to make
                                   the storage writable, 0.001 to 86400. (default: 5.0)
           --log-level <level>     trace, debug, info, notice, warning, error or
                                   critical. (values: trace, debug, info, notice,
                                   warning, error, critical; default: info)
+          --main-config <file>    kvmd's main configuration file, read for the
+                                  socket. (default: /usr/lib/kvmd/main.yaml, if it
+                                  exists)
+          --override-dir <dir>    kvmd's directory of partial overrides. (default:
+                                  /etc/kvmd/override.d, if it exists)
+          --override-config <file>
+                                  kvmd's override file. (default:
+                                  /etc/kvmd/override.yaml, if it exists)
           --version               Show the version.
           -h, --help              Show help information.
 

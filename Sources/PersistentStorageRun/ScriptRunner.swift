@@ -71,7 +71,16 @@ public struct ScriptRunner: Sendable {
             session.close()
             return ScriptExit.didNotRun
         }
+        let device = StorageSync.device(of: dataPath)
         var (code, endingSignal) = runScript(dataPath: dataPath, session: session, signals: signals, terminal: terminal)
+        // What the script wrote is on the disk before the session ends and
+        // before we exit: the daemon's read-only remount comes later.
+        let failure = device.map { StorageSync.sync(anyOf: StorageSync.candidates(dataPath, dataPath: dataPath), device: $0) }
+            ?? "the data directory was not there when the session opened"
+        if let failure {
+            logger.error("what was written under \(dataPath) may not be on the disk: \(failure)")
+            if code == 0 { code = ScriptExit.didNotRun }
+        }
         session.close()
         // One that came after the script's end, while the session closed.
         while endingSignal == nil, let number = signals.next() {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import KvmdConfiguration
 import Logging
 import PersistentStorageDaemon
 import PersistentStorageMount
@@ -17,46 +18,58 @@ struct KvmdPst: AsyncParsableCommand {
     @Flag(name: .long, help: "Start the daemon. Without it kvmd-pst checks its options and configuration and stops, as kvmd's own daemons do, so that typing its name does not remount the storage.")
     var run = false
 
-    @Option(name: .long, help: ArgumentHelp("Read the pst: section of this kvmd-style YAML file; options given here win.", valueName: "file"))
-    var config: String?
+    @Option(name: .long, help: ArgumentHelp("kvmd's main configuration file (default \(KvmdConfigTree.defaultMainConfig), if it exists).", valueName: "file"))
+    var mainConfig: String?
 
-    @Option(name: .long, help: ArgumentHelp("The Unix socket to listen on (default \(DaemonConfiguration.defaultSocketPath)).", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("kvmd's directory of partial overrides, every file in name order (default \(KvmdConfigTree.defaultOverrideDirectory), if it exists).", valueName: "dir"))
+    var overrideDir: String?
+
+    @Option(name: .long, help: ArgumentHelp("kvmd's override file, read last (default \(KvmdConfigTree.defaultOverrideConfig), if it exists).", valueName: "file"))
+    var overrideConfig: String?
+
+    @Option(name: .long, help: ArgumentHelp("One more kvmd-style YAML file, read after kvmd's (may be given more than once, read in order); options given here win over all files.", valueName: "file"))
+    var config: [String] = []
+
+    @Flag(name: [.customShort("m"), .long], help: "Print the pst: configuration in effect (files and options) and exit.")
+    var dumpConfig = false
+
+    @Option(name: .customLong(DaemonSetting.socket.option!), parsing: .unconditional, help: DaemonSetting.socket.argumentHelp)
     var socket: String?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("The socket's file mode, octal, at most 0777 (default 0660).", valueName: "mode"))
+    @Option(name: .customLong(DaemonSetting.socketMode.option!), parsing: .unconditional, help: DaemonSetting.socketMode.argumentHelp)
     var socketMode: String?
 
-    @Option(name: .long, help: ArgumentHelp("The socket's group; its members may use the daemon (default \(DaemonConfiguration.conventionalSocketGroup) if it exists; \"\" for none).", valueName: "group"))
+    @Option(name: .customLong(DaemonSetting.socketGroup.option!), parsing: .unconditional, help: DaemonSetting.socketGroup.argumentHelp)
     var socketGroup: String?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Seconds between WebSocket pings: \(SettingRange.heartbeat.allowed) (default 15).", valueName: "seconds"))
+    @Option(name: .customLong(DaemonSetting.heartbeat.option!), parsing: .unconditional, help: DaemonSetting.heartbeat.argumentHelp)
     var heartbeat: String?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Seconds between attempts to remount read-only while it is busy: \(SettingRange.readOnlyRetryDelay.allowed) (default 10).", valueName: "seconds"))
+    @Option(name: .customLong(DaemonSetting.readOnlyRetryDelay.option!), parsing: .unconditional, help: DaemonSetting.readOnlyRetryDelay.argumentHelp)
     var roRetriesDelay: String?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Seconds clients get at shutdown before the remount to read-only: \(SettingRange.readOnlyCleanupDelay.allowed) (default 3).", valueName: "seconds"))
+    @Option(name: .customLong(DaemonSetting.readOnlyCleanupDelay.option!), parsing: .unconditional, help: DaemonSetting.readOnlyCleanupDelay.argumentHelp)
     var roCleanupDelay: String?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Seconds shutdown keeps retrying a busy read-only remount before it exits non-zero, saying the storage is left read-write: \(SettingRange.stopTimeout.allowed) (default 10).", valueName: "seconds"))
+    @Option(name: .customLong(DaemonSetting.stopTimeout.option!), parsing: .unconditional, help: DaemonSetting.stopTimeout.argumentHelp)
     var stopTimeout: String?
 
-    @Option(name: .long, help: ArgumentHelp("Remount by running this command, {mode} replaced by rw or ro (split on spaces), instead of in-process.", valueName: "command"))
+    @Option(name: .customLong(DaemonSetting.remountCommand.option!), parsing: .unconditional, help: DaemonSetting.remountCommand.argumentHelp)
     var remountCommand: String?
 
-    @Option(name: .long, help: ArgumentHelp("The fstab that names the partition (default /etc/fstab).", valueName: "path"))
+    @Option(name: .customLong(DaemonSetting.fstab.option!), parsing: .unconditional, help: DaemonSetting.fstab.argumentHelp)
     var fstab: String?
 
-    @Option(name: .long, help: ArgumentHelp("What clients get as the data path: 'root' (ROOT, as kvmd since 4.8) or 'data' (ROOT/data, the PST document's layout) (default root).", valueName: "layout"))
+    @Option(name: .customLong(DaemonSetting.dataLayout.option!), parsing: .unconditional, help: DaemonSetting.dataLayout.argumentHelp)
     var dataLayout: String?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("The most sessions open at once: \(SettingRange.maxSessions.allowed) (default 100).", valueName: "count"))
+    @Option(name: .customLong(DaemonSetting.maxSessions.option!), parsing: .unconditional, help: DaemonSetting.maxSessions.argumentHelp)
     var maxSessions: String?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("The most connections open at once that are not sessions; past it the oldest is closed: \(SettingRange.maxConnections.allowed) (default 1000).", valueName: "count"))
+    @Option(name: .customLong(DaemonSetting.maxConnections.option!), parsing: .unconditional, help: DaemonSetting.maxConnections.argumentHelp)
     var maxConnections: String?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Seconds a connection may take to send a whole request, or stay idle, before it is closed: \(SettingRange.httpTimeout.allowed) (default 30).", valueName: "seconds"))
+    @Option(name: .customLong(DaemonSetting.httpTimeout.option!), parsing: .unconditional, help: DaemonSetting.httpTimeout.argumentHelp)
     var httpTimeout: String?
 
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
@@ -92,10 +105,24 @@ struct KvmdPst: AsyncParsableCommand {
 
         let configuration: DaemonConfiguration
         do {
-            configuration = try makeConfiguration()
+            configuration = try makeConfiguration(logger: logger)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(Self.usageErrorExitCode)
+        }
+        if dumpConfig {
+            // Output that did not arrive (a full disk, a closed stdout) is a failure.
+            var bytes = Array(configuration.dumped.utf8)[...]
+            while !bytes.isEmpty {
+                let count = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else {
+                    logger.critical("cannot write the configuration to stdout: \(String(cString: strerror(errno)))")
+                    throw ExitCode.failure
+                }
+                bytes = bytes.dropFirst(count)
+            }
+            return
         }
         guard run else {
             // Checked after the configuration, as kvmd does: without --run,
@@ -112,36 +139,35 @@ struct KvmdPst: AsyncParsableCommand {
         }
     }
 
-    /// Defaults, then the file, then the command line.
-    private func makeConfiguration() throws(DaemonConfigurationError) -> DaemonConfiguration {
+    /// Defaults, then kvmd's configuration tree, then the command line.
+    private func makeConfiguration(logger: Logger) throws(DaemonConfigurationError) -> DaemonConfiguration {
         var configuration = DaemonConfiguration()
         configuration.socketGroup = DaemonConfiguration.defaultSocketGroup
-        if let config {
-            configuration.apply(try KvmdConfigurationFile.read(path: config))
+        let tree = KvmdConfigTree(
+            mainConfig: mainConfig, overrideDirectory: overrideDir, overrideConfig: overrideConfig,
+            extraFiles: config)
+        let section: PstSection
+        do {
+            section = try tree.pstSection()
+        } catch {
+            throw DaemonConfigurationError(error.description)
         }
-        var flags = ConfigurationOverrides()
-        flags.socketPath = socket
-        flags.socketMode = try socketMode.map { text throws(DaemonConfigurationError) in
-            do { return try ConfigurationValue.octalMode(text) } catch { throw DaemonConfigurationError("--socket-mode: \(error)") }
+        for warning in try configuration.apply(section) { logger.warning("\(warning)") }
+        let given: [(DaemonSetting, String?)] = [
+            (.socket, socket), (.socketMode, socketMode), (.socketGroup, socketGroup), (.heartbeat, heartbeat),
+            (.readOnlyRetryDelay, roRetriesDelay), (.readOnlyCleanupDelay, roCleanupDelay), (.stopTimeout, stopTimeout),
+            (.remountCommand, remountCommand), (.fstab, fstab), (.dataLayout, dataLayout), (.maxSessions, maxSessions),
+            (.maxConnections, maxConnections), (.httpTimeout, httpTimeout),
+        ]
+        for (setting, text) in given {
+            if let text { try setting.apply(optionText: text, to: &configuration) }
         }
-        flags.socketGroup = socketGroup
-        flags.heartbeat = try heartbeat.map { text throws(DaemonConfigurationError) in try SettingRange.heartbeat.seconds(from: text, name: "--heartbeat") }
-        flags.readOnlyRetryDelay = try roRetriesDelay.map { text throws(DaemonConfigurationError) in try SettingRange.readOnlyRetryDelay.seconds(from: text, name: "--ro-retries-delay") }
-        flags.readOnlyCleanupDelay = try roCleanupDelay.map { text throws(DaemonConfigurationError) in try SettingRange.readOnlyCleanupDelay.seconds(from: text, name: "--ro-cleanup-delay") }
-        flags.stopTimeout = try stopTimeout.map { text throws(DaemonConfigurationError) in try SettingRange.stopTimeout.seconds(from: text, name: "--stop-timeout") }
-        flags.remountCommand = remountCommand.map(ConfigurationValue.commandLine)
-        flags.fstabPath = fstab
-        flags.dataLayout = try dataLayout.map { text throws(DaemonConfigurationError) in
-            guard let layout = DataLayout(rawValue: text) else {
-                throw DaemonConfigurationError("--data-layout: '\(text)' is neither 'data' nor 'root'")
-            }
-            return layout
-        }
-        flags.maxSessions = try maxSessions.map { text throws(DaemonConfigurationError) in try SettingRange.maxSessions.count(from: text, name: "--max-sessions") }
-        flags.maxConnections = try maxConnections.map { text throws(DaemonConfigurationError) in try SettingRange.maxConnections.count(from: text, name: "--max-connections") }
-        flags.httpTimeout = try httpTimeout.map { text throws(DaemonConfigurationError) in try SettingRange.httpTimeout.seconds(from: text, name: "--http-timeout") }
-        configuration.apply(flags)
         try configuration.validate()
         return configuration
     }
+}
+
+extension DaemonSetting {
+    /// The option's help, from the declaration.
+    var argumentHelp: ArgumentHelp { ArgumentHelp(help, valueName: valueName) }
 }

@@ -21,6 +21,13 @@ case .run(let arguments):
     let level = arguments.logLevel
     LoggingSystem.bootstrap { _ in RunLogHandler(logLevel: level) }
     let logger = Logger(label: "kvmd-pstrun")
-    let storage = PersistentStorage(socketPath: arguments.socketPath, timeout: .seconds(arguments.timeout), logger: logger)
+    let socketPath: String
+    do {
+        socketPath = try arguments.effectiveSocketPath()
+    } catch {
+        logger.error("\(error)")
+        exit(1)
+    }
+    let storage = PersistentStorage(socketPath: socketPath, timeout: .seconds(arguments.timeout), logger: logger)
     exit(ScriptRunner(command: arguments.command, storage: storage, logger: logger).run())
 }

@@ -1,7 +1,15 @@
 import Glibc
+import KvmdConfiguration
 import PersistentStorageMount
 import Testing
 @testable import PersistentStorageDaemon
+
+/// The configuration the `pst:` section of `text` gives, over the defaults.
+func configuration(fromYAML text: String) throws -> DaemonConfiguration {
+    var configuration = DaemonConfiguration()
+    _ = try configuration.apply(PstSection.parse(text))
+    return configuration
+}
 
 @Suite("Configuration: kvmd YAML, flags and validation")
 struct ConfigurationTests {
@@ -13,7 +21,7 @@ struct ConfigurationTests {
             server:
                 unix: /run/kvmd/pst-test.sock
                 unix_mode: 0o640
-            heartbeat: 7.5
+                heartbeat: 7.5
             ro_retries_delay: 2
             ro_cleanup_delay: 0.5
             remount_cmd:
@@ -21,12 +29,11 @@ struct ConfigurationTests {
                 - --non-interactive
                 - /usr/bin/kvmd-helper-pst-remount
                 - "{mode}"
-            something_new: ignored
         """
 
     @Test("the pst: section of a kvmd-style file is read with the reference's key names")
     func readsPstSection() throws {
-        let overrides = try KvmdConfigurationFile.parse(Self.kvmdYAML)
+        let overrides = try configuration(fromYAML: Self.kvmdYAML)
         #expect(overrides.socketPath == "/run/kvmd/pst-test.sock")
         #expect(overrides.socketMode == 0o640)
         #expect(overrides.heartbeat == .milliseconds(7500))
@@ -37,12 +44,9 @@ struct ConfigurationTests {
 
     @Test("flags win over the file")
     func flagsWin() throws {
-        var configuration = DaemonConfiguration()
-        configuration.apply(try KvmdConfigurationFile.parse(Self.kvmdYAML))
-        var flags = ConfigurationOverrides()
-        flags.socketPath = "/tmp/from-flag.sock"
-        flags.heartbeat = .seconds(1)
-        configuration.apply(flags)
+        var configuration = try configuration(fromYAML: Self.kvmdYAML)
+        try DaemonSetting.socket.apply(optionText: "/tmp/from-flag.sock", to: &configuration)
+        try DaemonSetting.heartbeat.apply(optionText: "1", to: &configuration)
         #expect(configuration.socketPath == "/tmp/from-flag.sock")
         #expect(configuration.heartbeat == .seconds(1))
         #expect(configuration.socketMode == 0o640)
@@ -50,19 +54,19 @@ struct ConfigurationTests {
 
     @Test("a file without a pst: section changes nothing")
     func noPstSection() throws {
-        #expect(try KvmdConfigurationFile.parse("kvmd: {}\n") == ConfigurationOverrides())
-        #expect(try KvmdConfigurationFile.parse("") == ConfigurationOverrides())
+        #expect(try configuration(fromYAML: "kvmd: {}\n") == DaemonConfiguration())
+        #expect(try configuration(fromYAML: "") == DaemonConfiguration())
     }
 
     @Test("wrong types and broken YAML are rejected with a message that names the key")
     func rejectsBadValues() {
-        #expect { try KvmdConfigurationFile.parse("pst:\n  heartbeat: soon\n") } throws: { error in
-            String(describing: error).contains("pst.heartbeat")
+        #expect { try configuration(fromYAML: "pst:\n  server:\n    heartbeat: soon\n") } throws: { error in
+            String(describing: error).contains("pst.server.heartbeat")
         }
-        #expect { try KvmdConfigurationFile.parse("pst:\n  heartbeat: -1\n") } throws: { error in
-            String(describing: error).contains("pst.heartbeat")
+        #expect { try configuration(fromYAML: "pst:\n  ro_retries_delay: -1\n") } throws: { error in
+            String(describing: error).contains("pst.ro_retries_delay")
         }
-        #expect(throws: DaemonConfigurationError.self) { try KvmdConfigurationFile.parse("pst: [unclosed\n") }
+        #expect(throws: KvmdConfigError.self) { try configuration(fromYAML: "pst: [unclosed\n") }
     }
 
     @Test("file modes are octal the way chmod takes them", arguments: [("660", 0o660), ("0660", 0o660), ("0o600", 0o600)])
@@ -99,7 +103,10 @@ struct ConfigurationTests {
     @Test("a NUL byte in a path or the remount command is refused by validation, before anything is touched (attack round)")
     func nulBytes() throws {
         var configuration = DaemonConfiguration()
-        configuration.apply(try KvmdConfigurationFile.parse("pst:\n    server:\n        unix: /tmp/a.sock\u{0}x\n"))
+        #expect { _ = try configuration.apply(PstSection.parse("pst:\n    server:\n        unix: /tmp/a.sock\u{0}x\n")) } throws: {
+            "\($0)".contains("pst.server.unix") && "\($0)".contains("NUL")
+        }
+        configuration.socketPath = "/tmp/a.sock\u{0}x"
         #expect(throws: DaemonConfigurationError("the socket path contains a NUL byte")) { try configuration.validate() }
         configuration = DaemonConfiguration()
         configuration.fstabPath = "/etc/fstab\u{0}"

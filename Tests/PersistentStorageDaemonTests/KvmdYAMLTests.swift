@@ -1,5 +1,6 @@
 import Testing
 
+@testable import KvmdConfiguration
 @testable import PersistentStorageDaemon
 
 /// The daemon's own YAML subset: what kvmd's files hold, read the way
@@ -70,13 +71,13 @@ struct KvmdYAMLTests {
         }
     }
 
-    @Test("the configuration file: quoted numbers are not seconds, modes may be quoted")
+    @Test("the configuration file as kvmd reads it: a quoted number is a number, modes may be quoted, a command string splits on commas")
     func configurationTypes() throws {
-        #expect(throws: DaemonConfigurationError.self) { try KvmdConfigurationFile.parse("pst:\n  heartbeat: \"15\"\n") }
-        #expect(throws: DaemonConfigurationError.self) { try KvmdConfigurationFile.parse("pst:\n  heartbeat: .inf\n") }
-        #expect(try KvmdConfigurationFile.parse("pst:\n  server:\n    unix_mode: '0640'\n").socketMode == 0o640)
-        #expect(try KvmdConfigurationFile.parse("pst:\n  remount_cmd: sudo helper {mode}\n").remountCommand == ["sudo", "helper", "{mode}"])
-        #expect { try KvmdConfigurationFile.parse("pst: 3\n") } throws: { String(describing: $0).contains("pst is not a mapping") }
+        #expect(try configuration(fromYAML: "pst:\n  server:\n    heartbeat: \"15\"\n").heartbeat == .seconds(15))
+        #expect(throws: DaemonConfigurationError.self) { try configuration(fromYAML: "pst:\n  server:\n    heartbeat: .inf\n") }
+        #expect(try configuration(fromYAML: "pst:\n  server:\n    unix_mode: '0640'\n").socketMode == 0o640)
+        #expect(try configuration(fromYAML: "pst:\n  remount_cmd: /usr/bin/sudo, helper,\t{mode}\n").remountCommand == ["/usr/bin/sudo", "helper", "{mode}"])
+        #expect { try configuration(fromYAML: "pst: 3\n") } throws: { String(describing: $0).contains("pst must be a mapping") }
     }
 
     @Test("nesting thousands of levels deep is an error naming the line, not a crash (attack round)", arguments: [
@@ -96,7 +97,7 @@ struct KvmdYAMLTests {
 
     @Test("a byte order mark before the first key is not part of it (attack round: the pst section was ignored)")
     func byteOrderMark() throws {
-        let overrides = try KvmdConfigurationFile.parse("\u{FEFF}pst:\n    server:\n        unix: /tmp/bom.sock\n")
+        let overrides = try configuration(fromYAML: "\u{FEFF}pst:\n    server:\n        unix: /tmp/bom.sock\n")
         #expect(overrides.socketPath == "/tmp/bom.sock")
     }
 }

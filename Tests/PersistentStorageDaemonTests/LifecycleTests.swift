@@ -168,6 +168,41 @@ struct LifecycleTests {
         }
     }
 
+    @Test("kvmd-pst --run with nothing but kvmd's configuration tree (and the fstab) serves on the socket the tree names; -m prints what is in effect", .enabled(if: RealMounts.enabled))
+    func servesFromTheConfigTree() async throws {
+        try await withStorageFixture { fixture in
+            let directory = try makeSocketDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let socketPath = directory + "/from-tree.sock"
+            try FileManager.default.createDirectory(atPath: directory + "/override.d", withIntermediateDirectories: false)
+            try "kvmd:\n    server:\n        unix: /run/kvmd/kvmd.sock\npst:\n    server:\n        unix: /nowhere.sock\n"
+                .write(toFile: directory + "/main.yaml", atomically: true, encoding: .utf8)
+            try "pst:\n    server:\n        unix: \(socketPath)\n        heartbeat: 2.5\n    ro_cleanup_delay: 0\n"
+                .write(toFile: directory + "/override.d/50-pst.yaml", atomically: true, encoding: .utf8)
+            try "pst:\n    ro_retries_delay: 0.5\n".write(toFile: directory + "/override.yaml", atomically: true, encoding: .utf8)
+            let tree = ["--main-config", directory + "/main.yaml", "--override-dir", directory + "/override.d",
+                        "--override-config", directory + "/override.yaml", "--fstab", fixture.fstabPath, "--socket-group", ""]
+
+            let dump = try await onOwnThread { try SystemCommand.execute([BuiltProducts.path(of: "kvmd-pst"), "-m"] + tree) }
+            #expect(dump.status == 0, "\(dump.standardError)")
+            #expect(dump.standardOutput.contains("        unix: \(socketPath)\n"))
+            #expect(dump.standardOutput.contains("        heartbeat: 2.5\n"))
+            #expect(dump.standardOutput.contains("    ro_retries_delay: 0.5\n"))
+            #expect(dump.standardOutput.contains("    ro_cleanup_delay: 0\n"))
+            #expect(fixture.state == .readOnly)
+
+            try await withDaemonProcess(arguments: ["--run"] + tree, socketPath: socketPath) { daemon in
+                let bed = DaemonTestBed(fixture: fixture, daemon: daemon, socketPath: socketPath)
+                let session = try bed.openSession()
+                #expect(DaemonTestBed.writeAllowed(in: try DaemonTestBed.nextStorageEvent(on: session)) == true)
+                session.close()
+                daemon.terminate()
+                #expect(try await daemon.waitForExit() == 0)
+            }
+            #expect(fixture.state == .readOnly)
+        }
+    }
+
     @Test("invalid options are rejected at start with one clear line", .enabled(if: FileManager.default.fileExists(atPath: BuiltProducts.path(of: "kvmd-pst"))))
     func invalidOptions() throws {
         let result = try SystemCommand.execute([BuiltProducts.path(of: "kvmd-pst"), "--socket-mode", "999", "--socket", "/tmp/x.sock"])

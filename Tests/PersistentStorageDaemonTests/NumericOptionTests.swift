@@ -35,6 +35,11 @@ struct NumericOptionTests {
         ("--max-sessions", "1e9", "1 to 100000"),
         ("--max-sessions", "-1", "1 to 100000"),
         ("--max-sessions", "2.5", "1 to 100000"),
+        // Attack round of issue 14: these read as 0 (off, no wait).
+        ("--heartbeat", "1e-400", "0 (off) or 0.1 to 3600 seconds"),
+        ("--heartbeat", "-1e-400", "0 (off) or 0.1 to 3600 seconds"),
+        ("--ro-cleanup-delay", "1e-400", "0 to 600 seconds"),
+        ("--ro-cleanup-delay", "0.0001", "0 to 600 seconds"),
     ])
     func commandLine(option: String, value: String, range: String) throws {
         let result = try Self.refused([option, value])
@@ -52,12 +57,13 @@ struct NumericOptionTests {
     }
 
     @Test("the same keys in the --config file are checked against the same ranges", arguments: [
-        ("heartbeat: 0.0001", "pst.heartbeat"), ("heartbeat: 1e300", "pst.heartbeat"),
+        ("server: {heartbeat: 0.0001}", "pst.server.heartbeat"), ("server: {heartbeat: 1e300}", "pst.server.heartbeat"),
         ("ro_retries_delay: 1e18", "pst.ro_retries_delay"), ("ro_cleanup_delay: -1", "pst.ro_cleanup_delay"),
         ("server: {unix_mode: 0o7777}", "unix_mode"),
+        ("server: {heartbeat: 1e-400}", "pst.server.heartbeat"), ("ro_cleanup_delay: 1e-400", "pst.ro_cleanup_delay"),
     ])
     func configFile(line: String, key: String) throws {
-        #expect { try KvmdConfigurationFile.parse("pst:\n    \(line)\n") } throws: { error in
+        #expect { try configuration(fromYAML: "pst:\n    \(line)\n") } throws: { error in
             "\(error)".contains(key)
         }
         let file = FileManager.default.temporaryDirectory.appending(path: "numeric-\(UUID().uuidString).yaml").path(percentEncoded: false)

@@ -29,6 +29,38 @@ struct StateEndpointTests {
         }
     }
 
+    @Test("GET /state lists each session: id, the peer's pid, uid, user and command, and when it opened (issue 16)", .enabled(if: RealMounts.enabled))
+    func sessionsAreListed() async throws {
+        try await withDaemonTestBed { bed in
+            let before = time(nil)
+            let first = try bed.openSession()
+            let second = try bed.openSession()
+            _ = try DaemonTestBed.nextStorageEvent(on: first)
+            _ = try DaemonTestBed.nextStorageEvent(on: second)
+            let result = try #require(try RawUnixSocketClient(path: bed.socketPath).request("GET", "/state").jsonObject?["result"] as? [String: Any])
+            let sessions = try #require(result["sessions"] as? [[String: Any]])
+            #expect(sessions.count == 2)
+            #expect(sessions.compactMap { $0["id"] as? Int } == [1, 2])
+            let command = try String(contentsOfFile: "/proc/self/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            for session in sessions {
+                #expect(session["pid"] as? Int == Int(getpid()))
+                #expect(session["uid"] as? Int == Int(getuid()))
+                #expect(session["user"] as? String == "root")
+                #expect(session["command"] as? String == command)
+                let since = try #require(session["since"] as? String)
+                #expect(since.wholeMatch(of: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z/) != nil, "\(since)")
+                let opened = Int(try #require(ISO8601DateFormatter().date(from: since)).timeIntervalSince1970)
+                #expect(opened >= before - 1 && opened <= time(nil) + 1, "\(since)")
+            }
+            first.close()
+            #expect(try await eventually {
+                let now = try RawUnixSocketClient(path: bed.socketPath).request("GET", "/state").jsonObject?["result"] as? [String: Any]
+                return (now?["sessions"] as? [[String: Any]])?.compactMap { $0["id"] as? Int } == [2]
+            })
+            second.close()
+        }
+    }
+
     @Test("start-up leaves the storage read-only with the data directory made by the fix step", .enabled(if: RealMounts.enabled))
     func startUpRunsTheFix() async throws {
         try await withDaemonTestBed { bed in

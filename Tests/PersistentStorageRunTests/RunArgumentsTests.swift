@@ -28,7 +28,7 @@ struct RunArgumentsTests {
     func commandWithoutSeparator() {
         let parsed = run(["true", "--socket", "x"])
         #expect(parsed?.command == ["true", "--socket", "x"])
-        #expect(parsed?.socketPath == "/run/kvmd/pst.sock")
+        #expect(parsed?.socketPath == nil)
         #expect(parsed?.timeout == 5)
         #expect(parsed?.logLevel == .info)
     }

@@ -21,7 +21,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The socket's group; its members may use the daemon. Nil keeps the
     /// daemon's own group.
     public var socketGroup: String? = nil
-    /// `pst.heartbeat`: how often sessions are pinged; zero turns it off.
+    /// `pst.server.heartbeat`: how often sessions are pinged; zero turns it off.
     public var heartbeat: Duration = .seconds(15)
     /// `pst.ro_retries_delay`: the pause between attempts to go read-only.
     public var readOnlyRetryDelay: Duration = .seconds(10)
@@ -84,8 +84,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
         try SettingRange.stopTimeout.check(stopTimeout, name: "the stop timeout")
         if let remountCommand {
             try check(!remountCommand.isEmpty && !remountCommand[0].isEmpty, "the remount command is empty")
-            try check(remountCommand.contains { $0.contains(CommandRemounter.modePlaceholder) },
-                      "the remount command '\(remountCommand.joined(separator: " "))' has no {mode} placeholder")
+            // kvmd's rule; a command without {mode} (a no-op such as
+            // /bin/true, which kvmd's maintainers suggest) is accepted too.
+            try check(remountCommand[0].hasPrefix("/"),
+                      "the remount command's first word '\(remountCommand[0])' is not an absolute path")
         }
         try check(fstabPath.hasPrefix("/"), "the fstab path '\(fstabPath)' is not absolute")
         _ = try SettingRange.maxSessions.check(Double(maxSessions), name: "the maximum number of sessions")

@@ -51,7 +51,15 @@ public struct SettingRange: Sendable, Equatable {
     public func number(from text: String, name: String) throws(DaemonConfigurationError) -> Double {
         // Decimal only: Double(_:) also reads hexadecimal ("0x10" is 16).
         guard text.allSatisfy({ "0123456789.eE+-".contains($0) }), let value = Double(text) else {
-            throw DaemonConfigurationError("\(name): '\(text)' is not a number; use \(allowed)")
+            throw DaemonConfigurationError("\(name): '\(Self.shortened(text))' is not a number; use \(allowed)")
+        }
+        // 1e-400 reads as 0, and 1e-9 seconds is 0 ms: neither may become
+        // "off" or "no wait" by accident (attack round of issue 14).
+        let mantissa = text.prefix { $0 != "e" && $0 != "E" }
+        let roundsToZero = (value == 0 && mantissa.contains { ("1"..."9").contains($0) })
+            || (value != 0 && abs(value) < 0.0005 && unit == "seconds")  // under half a millisecond: 0 ms
+        if roundsToZero {
+            throw DaemonConfigurationError("\(name): '\(Self.shortened(text))' is so small it would be 0; use \(allowed)")
         }
         return try check(value, name: name)
     }
@@ -74,6 +82,11 @@ public struct SettingRange: Sendable, Equatable {
     /// Milliseconds, the finest step the daemon's timers use; in range, so it cannot overflow.
     static func duration(_ seconds: Double) -> Duration {
         .milliseconds(Int64((seconds * 1000).rounded()))
+    }
+
+    /// A value as an error message shows it: at most 40 characters.
+    static func shortened(_ text: String) -> String {
+        text.count > 40 ? String(text.prefix(40)) + "…" : text
     }
 
     private static func format(_ value: Double) -> String {

@@ -39,6 +39,9 @@ actor RemountController {
 
     private struct Session {
         let connection: any SessionConnection
+        let peer: SessionPeer
+        /// Seconds since the epoch when it opened, for `GET /state`.
+        let openedAt: Int
         /// False until the first `storage` event may be sent (see the type's comment).
         var isServed: Bool
         var lastSent: StorageStatus?
@@ -165,7 +168,13 @@ actor RemountController {
 
     var report: StateReport {
         let status = status
-        return StateReport(clients: status.clients, data: status.data, remounts: counters, error: lastFailure)
+        // Names and times are formatted here, when someone asks, never on a session's path.
+        let sessions = self.sessions.sorted { $0.key.rawValue < $1.key.rawValue }.map { id, session in
+            SessionReport(
+                id: id.rawValue, pid: session.peer.pid, uid: session.peer.uid, user: SessionReport.userName(session.peer.uid),
+                command: session.peer.command, since: SessionReport.timestamp(session.openedAt))
+        }
+        return StateReport(clients: status.clients, data: status.data, remounts: counters, error: lastFailure, sessions: sessions)
     }
 
     /// Whether one more session would be accepted now. Checked before the
@@ -203,14 +212,14 @@ actor RemountController {
 
     /// Registers a new session, or returns nil when the daemon is shutting
     /// down or full (the caller then closes the connection).
-    func sessionDidOpen(_ connection: any SessionConnection) -> SessionID? {
+    func sessionDidOpen(_ connection: any SessionConnection, peer: SessionPeer = .unknown) -> SessionID? {
         guard canAcceptSession else { return nil }
         let id = SessionID(rawValue: nextSessionNumber)
         nextSessionNumber += 1
         // The storage is still writable while a read-only retry waits: this
         // session keeps it so, and the retry has nothing left to do.
         cancelReadOnlyRetry()
-        sessions[id] = Session(connection: connection, isServed: false, lastSent: nil)
+        sessions[id] = Session(connection: connection, peer: peer, openedAt: time(nil), isServed: false, lastSent: nil)
         updateAdmission()
         if remountTask == nil && (mountState == .readWrite || mountState == .readOnlyAfterErrors) {
             // Writable: nothing to do. After errors: no remount can help, and

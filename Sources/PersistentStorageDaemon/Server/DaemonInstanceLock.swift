@@ -1,6 +1,7 @@
 import Glibc
 import PersistentStorage
 import PersistentStorageMount
+import SystemFiles
 
 /// Why this daemon may not serve on its socket path.
 public struct DaemonInstanceError: Error, Equatable, CustomStringConvertible {

@@ -1,6 +1,7 @@
 import Glibc
 import PersistentStorage
 import PersistentStorageMount
+import SystemFiles
 
 /// Why the listening socket could not be put in place.
 public struct SocketSetupError: Error, Equatable, CustomStringConvertible {

@@ -119,8 +119,9 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
     private func runSession(on channel: any Channel) {
         let log = log
         let connection = ChannelSessionConnection(channel: channel)
+        let peer = SessionPeer(pid: self.peer.pid, uid: self.peer.uid, command: self.peer.command)
         controller.onController { controller in
-            guard let id = controller.sessionDidOpen(connection) else {
+            guard let id = controller.sessionDidOpen(connection, peer: peer) else {
                 log.warning("refused a session: too many sessions, or shutting down")
                 connection.close(code: .policyViolation)
                 return

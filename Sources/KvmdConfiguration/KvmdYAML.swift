@@ -13,39 +13,39 @@
 /// ```swift
 /// let pst = try KvmdYAML.topLevelValue(of: "pst", in: text)   // nil: no pst: section
 /// ```
-enum KvmdYAML {
-    indirect enum Node: Equatable {
+package enum KvmdYAML {
+    package indirect enum Node: Equatable, Sendable {
         /// `plain` is false for a quoted scalar, which is always a string.
         case scalar(String, plain: Bool)
         case sequence([Node])
         case mapping([Entry])
 
-        subscript(key: String) -> Node? {
+        package subscript(key: String) -> Node? {
             guard case .mapping(let entries) = self else { return nil }
             return entries.last { $0.key == key }?.value
         }
 
-        var isMapping: Bool {
+        package var isMapping: Bool {
             if case .mapping = self { return true }
             return false
         }
     }
 
-    struct Entry: Equatable {
-        var key: String
-        var value: Node
+    package struct Entry: Equatable, Sendable {
+        package var key: String
+        package var value: Node
     }
 
-    struct SyntaxError: Error, CustomStringConvertible, Equatable {
-        var line: Int
-        var message: String
-        var description: String { "line \(line): \(message)" }
+    package struct SyntaxError: Error, CustomStringConvertible, Equatable {
+        package var line: Int
+        package var message: String
+        package var description: String { "line \(line): \(message)" }
     }
 
     /// The value of the top-level `key`, or nil if the document has no such key.
     /// - Throws: ``SyntaxError`` if the top level is not a mapping, or the
     ///   section that is read leaves the subset.
-    static func topLevelValue(of key: String, in text: String) throws(SyntaxError) -> Node? {
+    package static func topLevelValue(of key: String, in text: String) throws(SyntaxError) -> Node? {
         let lines = try significantLines(of: text)
         var index = 0
         var found: Node?
@@ -102,6 +102,9 @@ enum KvmdYAML {
             if content.isEmpty { continue }
             if content.first == "\t" {
                 throw SyntaxError(line: number, message: "tabs cannot indent YAML")
+            }
+            if indent == 0 && content == "---" && !lines.isEmpty {
+                throw SyntaxError(line: number, message: "a second YAML document ('---'); kvmd reads files of one document")
             }
             if indent == 0 && (content == "---" || content == "..." || content.hasPrefix("%")) { continue }
             lines.append(Line(number: number, indent: indent, content: content))
