@@ -321,15 +321,28 @@ if $have_kvmd; then
     install -m 0644 "$work/kvmd/configs/os/services/kvmd-pst.service" "$root/etc/systemd/system/kvmd-pst.service"
     grep -q '^ExecStart=/usr/bin/kvmd-pst --run$' "$root/etc/systemd/system/kvmd-pst.service" \
         || fail "kvmd's unit does not run /usr/bin/kvmd-pst --run"
+    # kvmd's unit passes nothing but --run: everything else comes from kvmd's
+    # config tree (here the real main.yaml of a v2 on a Pi 4, which sets no
+    # pst: keys). kvmd's scheme then remounts with sudo and
+    # /usr/bin/kvmd-helper-pst-remount, which kvmd's sudoers allows.
     if ! inside /usr/bin/kvmd-pst --help | grep -q -- '--main-config'; then
-        # kvmd's remount_cmd default (sudo and /usr/bin/kvmd-helper-pst-remount,
-        # allowed by kvmd's sudoers) comes from kvmd's config scheme; until
-        # kvmd-pst reads kvmd's config tree, this drop-in says it on the
-        # command line. It is the one thing the check adds to kvmd's unit.
-        echo "NOTE: kvmd-pst does not read kvmd's config tree yet: passing kvmd's remount_cmd as --remount-command" >&2
+        echo "NOTE: kvmd-pst does not read kvmd's config tree: passing kvmd's remount_cmd as --remount-command" >&2
+        kvmd_remount_dropin=true
+    elif inside /usr/bin/kvmd-pst -m | grep -q 'remount_cmd is not set'; then
+        # The one thing kvmd's tree does not carry: kvmd's default
+        # remount_cmd lives in its code, and ours is in-process, which
+        # kvmd-pst (the user) may not do.
+        echo "NOTE: with kvmd's config tree alone, kvmd-pst would remount in-process, which fails as the" >&2
+        echo "      kvmd-pst user; kvmd's own default is sudo and the helper. Passing that as --remount-command" >&2
+        echo "      in a drop-in until kvmd-pst defaults to it (issue 14, item 2)." >&2
+        kvmd_remount_dropin=true
+    else
+        kvmd_remount_dropin=false
+    fi
+    if $kvmd_remount_dropin; then
         mkdir -p "$root/etc/systemd/system/kvmd-pst.service.d"
         printf '[Service]\nExecStart=\nExecStart=/usr/bin/kvmd-pst --run --remount-command "/usr/bin/sudo --non-interactive /usr/bin/kvmd-helper-pst-remount {mode}"\n' \
-            > "$root/etc/systemd/system/kvmd-pst.service.d/until-config-tree.conf"
+            > "$root/etc/systemd/system/kvmd-pst.service.d/kvmd-remount-cmd.conf"
     fi
     inside systemctl daemon-reload
     [ "$(unit_property Type)" = simple ] || fail "kvmd's unit is not the one loaded"
