@@ -99,7 +99,9 @@ cleanup() {
     set +e
     if [ $status != 0 ] && [ -n "${pid1:-}" ] && kill -0 "$pid1" 2>/dev/null; then
         echo "--- systemctl status kvmd-pst in the container:" >&2
-        nsenter -t "$pid1" -a systemctl status --no-pager --lines=30 kvmd-pst.service >&2
+        nsenter -t "$pid1" -a systemctl status --no-pager --lines=0 kvmd-pst.service >&2
+        echo "--- journalctl -u kvmd-pst (last 15 lines):" >&2
+        nsenter -t "$pid1" -a journalctl --no-pager -n 15 -u kvmd-pst.service >&2
     fi
     if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
         kill -TERM "$nspawn_pid"
