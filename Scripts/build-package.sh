@@ -50,8 +50,9 @@ printf '[safe]\n\tdirectory = *\n' > "$work/home/.gitconfig"
 chown -R nobody:nogroup "$work"
 
 echo "makepkg in $work (as nobody) ..." >&2
+# PKGEXT as Arch Linux (ARM) makes packages; Debian's makepkg.conf says .pkg.tar.gz.
 (cd "$work" && setpriv --reuid nobody --regid nogroup --clear-groups \
-    env HOME="$work/home" makepkg --nodeps --force --noconfirm) >&2
+    env HOME="$work/home" PKGEXT=.pkg.tar.zst makepkg --nodeps --force --noconfirm) >&2
 
 package="$work/swift-pst-$pkgver-$pkgrel-$arch.pkg.tar.zst"
 debug_package="$work/swift-pst-debug-$pkgver-$pkgrel-$arch.pkg.tar.zst"
@@ -76,8 +77,8 @@ for page in kvmd-pst kvmd-helper-pst-remount; do
     grep -q '^\.Op Fl -run$' "$work/$page.8" || [ "$page" != kvmd-pst ] || fail "kvmd-pst's man page lacks --run"
     ! grep -q 'subcommand' "$work/$page.8" || fail "$page's man page names a subcommand it does not have"
 done
-pacman -Qlp "$debug_package" | awk '{print $2}' | grep -qx /usr/lib/debug/usr/lib/swift-pst/kvmd-pst.debug \
-    || fail "the debug package lacks kvmd-pst.debug"
+debug_files=$(pacman -Qlp "$debug_package" | awk '{print $2}')
+grep -qx /usr/lib/debug/usr/lib/swift-pst/kvmd-pst.debug <<<"$debug_files" || fail "the debug package lacks kvmd-pst.debug"
 
 # Installed into a staging root by pacman itself, then run.
 root="$work/root"
@@ -86,8 +87,9 @@ pacman --root "$root" --dbpath "$root/var/lib/pacman" -U --noconfirm --nodeps --
 for executable in kvmd-pst kvmd-pstrun kvmd-helper-pst-remount; do
     version=$("$root/usr/lib/swift-pst/$executable" --version)
     [ "$version" = "$pkgver" ] || fail "$executable --version says '$version', the PKGBUILD $pkgver"
-    readelf -S "$root/usr/lib/swift-pst/$executable" | grep -q '\.gnu_debuglink' || fail "$executable names no debug file"
-    ! readelf -S "$root/usr/lib/swift-pst/$executable" | grep -q '\.debug_info' || fail "$executable is not stripped"
+    sections=$(readelf -S "$root/usr/lib/swift-pst/$executable")
+    [[ $sections == *.gnu_debuglink* ]] || fail "$executable names no debug file"
+    [[ $sections != *.debug_info* ]] || fail "$executable is not stripped"
     echo "$executable --version: $version ($(stat -c %s "$root/usr/lib/swift-pst/$executable") bytes)"
 done
 [ "$(stat -c %a "$root/etc/sudoers.d/swift-pst")" = 440 ] || fail "the sudoers file is not mode 0440"
