@@ -83,7 +83,8 @@ grep -qx /usr/lib/debug/usr/lib/swift-pst/kvmd-pst.debug <<<"$debug_files" || fa
 # Installed into a staging root by pacman itself, then run.
 root="$work/root"
 mkdir -p "$root/var/lib/pacman"
-pacman --root "$root" --dbpath "$root/var/lib/pacman" -U --noconfirm --nodeps --noscriptlet "$package" >/dev/null
+# -dd: no dependency checks at all (kvmd, glibc, ... are no packages here).
+pacman --root "$root" --dbpath "$root/var/lib/pacman" -U --noconfirm --nodeps --nodeps --noscriptlet "$package" >/dev/null
 for executable in kvmd-pst kvmd-pstrun kvmd-helper-pst-remount; do
     version=$("$root/usr/lib/swift-pst/$executable" --version)
     [ "$version" = "$pkgver" ] || fail "$executable --version says '$version', the PKGBUILD $pkgver"
