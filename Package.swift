@@ -29,6 +29,8 @@ let package = Package(
         ),
         // What Glibc does not export to Swift: peer credentials, terminal and process-group helpers.
         .target(name: "CSystemShims"),
+        // The version the three executables print with --version, declared once.
+        .target(name: "PersistentStorageVersion"),
 
         // Reading a small configuration file safely (a regular file, bounded, never blocking).
         .target(name: "SystemFiles"),
@@ -99,6 +101,7 @@ let package = Package(
             name: "kvmd-helper-pst-remount",
             dependencies: [
                 "PersistentStorageMount",
+                "PersistentStorageVersion",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -108,6 +111,7 @@ let package = Package(
                 "PersistentStorageDaemon",
                 "PersistentStorage",
                 "PersistentStorageMount",
+                "PersistentStorageVersion",
                 "KvmdConfiguration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -117,6 +121,7 @@ let package = Package(
             name: "kvmd-pstrun",
             dependencies: [
                 "PersistentStorageRun",
+                "PersistentStorageVersion",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -185,7 +190,7 @@ let package = Package(
         // Every example against a real daemon, the deployment files, and the docs against `--help`.
         .testTarget(
             name: "ExamplesTests",
-            dependencies: ["PersistentStorageMount", "PersistentStorageTestSupport", "PersistentStorageDaemon"]
+            dependencies: ["PersistentStorageMount", "PersistentStorageTestSupport", "PersistentStorageDaemon", "PersistentStorageVersion"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -20,6 +20,14 @@
 #   start: with libstdc++, libm and glibc to relocate, that was half of a
 #   `kvmd-pstrun -- true` (Documentation/Benchmarks.md). -static-executable
 #   is a compiler flag, so it gets a build directory of its own.
+#
+# Every copy in SCRATCH/shipped is stripped (what `make install` installs:
+# the unstripped ones were 24-49 MB, mostly DWARF); its debug information is
+# kept beside it, where gdb looks first, in SCRATCH/shipped/.debug/NAME.debug (objcopy
+# --only-keep-debug), and the binary names that file in .gnu_debuglink, so
+# gdb and coredumpctl find it next to the binary, or under /usr/lib/debug
+# where `make install-debug` puts it. PST_RELEASE_KEEP_SYMBOLS=1 ships the
+# binaries unstripped (benchmarks that profile want the symbols).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +42,9 @@ done
 scratch=${PST_RELEASE_SCRATCH:-.build}
 flags=(-c release --static-swift-stdlib --toolset Scripts/release-toolset.json -Xlinker --no-export-dynamic)
 
-bash Scripts/install-deps.sh >&2
+# As root it installs what is missing; a package build (makepkg, unprivileged)
+# has its makedepends instead.
+if [ "$(id -u)" = 0 ]; then bash Scripts/install-deps.sh >&2; fi
 shipped="$scratch/shipped"
 mkdir -p "$shipped"
 if [ "$pstrun_only" = false ]; then
@@ -46,4 +56,24 @@ fi
 static=(--scratch-path "$scratch/static-pstrun" -Xswiftc -static-executable)
 swift build "${flags[@]}" "${static[@]}" --product kvmd-pstrun >&2
 cp "$(swift build "${flags[@]}" "${static[@]}" --show-bin-path)/kvmd-pstrun" "$shipped/"
+
+# The debug information into its own file, then out of the binary.
+# --strip-all also drops .symtab: nothing resolves symbols at run time (the
+# executables export none, --no-export-dynamic), and the Swift runtime
+# finds its metadata through sections, not symbols.
+if [ "${PST_RELEASE_KEEP_SYMBOLS:-0}" != 1 ]; then
+    mkdir -p "$shipped/.debug"
+    for binary in "$shipped"/*; do
+        [ -f "$binary" ] && [ -x "$binary" ] || continue
+        # Stripped by an earlier run and not copied anew (--pstrun-only
+        # leaves the daemon's copy alone): its debug file is already there.
+        sections=$(readelf -S "$binary")
+        [[ $sections == *.gnu_debuglink* ]] && continue
+        name=$(basename "$binary")
+        objcopy --only-keep-debug "$binary" "$shipped/.debug/$name.debug"
+        chmod 0644 "$shipped/.debug/$name.debug"
+        objcopy --strip-all --remove-section=.gnu_debuglink "$binary"
+        (cd "$shipped/.debug" && objcopy --add-gnu-debuglink="$name.debug" "../$name")
+    done
+fi
 echo "$shipped"

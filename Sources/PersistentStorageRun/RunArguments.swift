@@ -31,6 +31,8 @@ public struct RunArguments: Equatable, Sendable {
     public enum Parsed: Equatable, Sendable {
         case run(RunArguments)
         case help
+        /// `--version`, before the command: the caller prints the version.
+        case version
         case usageError(String)
     }
 
@@ -74,6 +76,7 @@ public struct RunArguments: Equatable, Sendable {
                 break
             }
             if word == "-h" || word == "--help" { return .help }
+            if word == "--version" { return .version }
             guard word.hasPrefix("-") else { break }
 
             // `--name value` or `--name=value`.
@@ -188,6 +191,7 @@ public struct RunArguments: Equatable, Sendable {
           --override-config <file>
                                   kvmd's override file. (default:
                                   /etc/kvmd/override.yaml, if it exists)
+          --version               Show the version.
           -h, --help              Show help information.
 
 

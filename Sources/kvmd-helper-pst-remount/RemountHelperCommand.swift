@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import PersistentStorageMount
+import PersistentStorageVersion
 
 extension RemountMode: ExpressibleByArgument {}
 extension DataLayout: ExpressibleByArgument {}
@@ -15,7 +16,8 @@ struct RemountHelperCommand: ParsableCommand {
             X-kvmd.pst-user or X-kvmd.pst-group option) and remounts it. After a read-write \
             remount it creates the data directory and gives it and the root to the entry's \
             user and group. Exit status: 0 on success, 1 when the remount failed, 2 on a usage error.
-            """)
+            """,
+        version: SwiftPSTVersion.string)
 
     @Argument(help: "rw (read-write, then the fix step) or ro (read-only).")
     var mode: RemountMode

@@ -4,6 +4,7 @@ import KvmdConfiguration
 import Logging
 import PersistentStorageDaemon
 import PersistentStorageMount
+import PersistentStorageVersion
 
 /// `kvmd-pst`: the persistent-storage daemon. Parses options, then hands
 /// over to ``PersistentStorageDaemon``.
@@ -12,6 +13,7 @@ struct KvmdPst: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvmd-pst",
         abstract: "Keeps the PiKVM persistent storage read-only except while a client holds a session.",
+        version: SwiftPSTVersion.string,
         subcommands: [StatusCommand.self])
 
     @Flag(name: .long, help: "Start the daemon. Without it kvmd-pst checks its options and configuration and stops, as kvmd's own daemons do, so that typing its name does not remount the storage.")

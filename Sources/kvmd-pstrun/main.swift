@@ -2,12 +2,16 @@ import Glibc
 import Logging
 import PersistentStorage
 import PersistentStorageRun
+import PersistentStorageVersion
 
 // `kvmd-pstrun`: run a command while the PST is writable.
 
 switch RunArguments.parse(Array(CommandLine.arguments.dropFirst())) {
 case .help:
     print(RunArguments.helpText, terminator: "")
+    exit(0)
+case .version:
+    print(SwiftPSTVersion.string)
     exit(0)
 case .usageError(let message):
     let text = Array(RunArguments.usageErrorText(message).utf8)

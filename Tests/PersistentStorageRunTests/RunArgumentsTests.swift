@@ -40,6 +40,14 @@ struct RunArgumentsTests {
         #expect(run(["--", "--help"])?.command == ["--help"])
     }
 
+    @Test("--version before the command asks for the version, after -- it is the command's")
+    func version() {
+        #expect(RunArguments.parse(["--version"]) == .version)
+        #expect(RunArguments.parse(["--socket", "/s", "--version", "--", "true"]) == .version)
+        #expect(run(["--", "--version"])?.command == ["--version"])
+        #expect(RunArguments.helpText.contains("  --version "))
+    }
+
     @Test("bad input is a usage error naming the problem")
     func usageErrors() {
         #expect(usageError([]) == "a command to run is required: kvmd-pstrun -- CMD [ARGS...]")
