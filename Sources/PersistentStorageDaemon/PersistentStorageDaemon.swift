@@ -243,6 +243,13 @@ public struct PersistentStorageDaemon: Service {
         if let command = configuration.remountCommand {
             return CommandRemounter(arguments: command)
         }
+        // kvmd's unit runs the daemon as kvmd-pst, with no remount_cmd in
+        // kvmd's files: kvmd's own default (sudo and its helper) is what
+        // works there, and what kvmd's sudoers allows.
+        if !KernelRemounter.hasRemountPrivilege() {
+            logger.notice("no remount command is configured and this process may not remount (it is not root and lacks CAP_SYS_ADMIN): using kvmd's default, \(DaemonConfiguration.kvmdDefaultRemountCommand.joined(separator: " "))")
+            return CommandRemounter(arguments: DaemonConfiguration.kvmdDefaultRemountCommand)
+        }
         return InProcessRemounter(
             location: location, layout: configuration.dataLayout, fstabPath: configuration.fstabPath, logger: logger)
     }

@@ -120,7 +120,7 @@ public struct KernelRemounter: Sendable {
 
     /// Whether this process has `CAP_SYS_ADMIN` in its effective set
     /// (`CapEff` in `/proc/self/status`), which mount(2) needs.
-    static func hasRemountPrivilege() -> Bool {
+    public static func hasRemountPrivilege() -> Bool {
         guard let status = try? readFile("/proc/self/status"),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
               let mask = UInt64(line.dropFirst("CapEff:".count).trimmingPrefix { $0 == "\t" || $0 == " " }, radix: 16)

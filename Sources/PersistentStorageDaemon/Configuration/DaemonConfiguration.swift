@@ -11,6 +11,9 @@ import PersistentStorageMount
 /// ```
 public struct DaemonConfiguration: Sendable, Equatable {
     public static let defaultSocketPath = "/run/kvmd/pst.sock"
+    /// kvmd's default `pst.remount_cmd`, used when none is configured and the
+    /// daemon may not remount in-process (not root, no CAP_SYS_ADMIN).
+    public static let kvmdDefaultRemountCommand = ["/usr/bin/sudo", "--non-interactive", "/usr/bin/kvmd-helper-pst-remount", "{mode}"]
     /// The group a PiKVM gives the socket, used when it exists.
     public static let conventionalSocketGroup = "kvmd-pst"
 

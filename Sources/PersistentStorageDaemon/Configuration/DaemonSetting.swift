@@ -119,9 +119,9 @@ extension DaemonSetting {
     public static let remountCommand = DaemonSetting(
         option: "remount-command", kvmdKey: ["remount_cmd"], valueName: "command",
         summary: "Remount by running this command, every {mode} replaced by rw or ro, instead of in-process through libmount.",
-        details: "The first word must be an absolute path (`/bin/true`, a no-op, is accepted as by kvmd; the storage then stays as it is, and sessions hear whether it is writable). On the command line it is split on spaces. In YAML, as kvmd reads it, a list, or a string split on commas and tabs. `\"\"` on the command line turns a configured command off. Exit status 0 is success; otherwise its stderr is the reason shown in the log and in `GET /state`. A command still running after 60 s is killed with everything it started.",
+        details: "Without one, the daemon remounts in-process when it may (root, or CAP_SYS_ADMIN), and otherwise runs kvmd's own default, `/usr/bin/sudo --non-interactive /usr/bin/kvmd-helper-pst-remount {mode}`, as under kvmd's unit (user kvmd-pst), saying so in the log. The first word must be an absolute path (`/bin/true`, a no-op, is accepted as by kvmd; the storage then stays as it is, and sessions hear whether it is writable). On the command line it is split on spaces. In YAML, as kvmd reads it, a list, or a string split on commas and tabs. `\"\"` on the command line turns a configured command off. Exit status 0 is success; otherwise its stderr is the reason shown in the log and in `GET /state`. A command still running after 60 s is killed with everything it started.",
         allowed: nil,
-        describe: { $0.remountCommand.map { $0.joined(separator: " ") } ?? "in-process" },
+        describe: { $0.remountCommand.map { $0.joined(separator: " ") } ?? "in-process, or kvmd's without the privilege" },
         applyOption: { text, configuration throws(DaemonConfigurationError) in
             let words = ConfigurationValue.commandLine(text)
             configuration.remountCommand = words.isEmpty ? nil : words
@@ -289,7 +289,8 @@ extension DaemonConfiguration {
             lines.append("    remount_cmd:")
             lines += command.map { "        - \(ConfigurationValue.yamlQuoted($0))" }
         } else {
-            lines.append("    # remount_cmd is not set: the storage is remounted in-process through libmount")
+            lines.append("    # remount_cmd is not set: the storage is remounted in-process through libmount when the daemon may")
+            lines.append("    # (root, CAP_SYS_ADMIN), else with kvmd's default: \(DaemonConfiguration.kvmdDefaultRemountCommand.joined(separator: " "))")
         }
         lines.append("# swift-pst's own settings (command line only):")
         for setting in DaemonSetting.all where setting.kvmdKey == nil {
