@@ -37,10 +37,6 @@
 #   PST_SHIPPED         built executables, man pages and completions (default:
 #                       build them with Scripts/build-release.sh and
 #                       Scripts/build-install-files.sh)
-#   PST_SYSTEMD_CHECK_STRICT_KVMD=1
-#                       run kvmd's unit with kvmd's config tree and nothing
-#                       else, even while kvmd-pst's default remount_cmd is
-#                       not kvmd's (see the NOTE it prints otherwise)
 #   KVMD_TARBALL        kvmd's archive (default ../shared/reference/kvmd-4.197.tar.gz);
 #                       without it the kvmd-unit part is skipped, said loudly
 set -euo pipefail
@@ -333,19 +329,12 @@ if $have_kvmd; then
     # kvmd's unit passes nothing but --run: everything else comes from kvmd's
     # config tree (here the real main.yaml of a v2 on a Pi 4, which sets no
     # pst: keys). kvmd's scheme then remounts with sudo and
-    # /usr/bin/kvmd-helper-pst-remount, which kvmd's sudoers allows.
+    # /usr/bin/kvmd-helper-pst-remount, which kvmd's sudoers allows; ours
+    # does the same when it may not remount by itself (it says so).
     # (grep reads all its input: grep -q would end the pipe early, and
     # pipefail would count the writer's SIGPIPE as a failure.)
     if ! inside /usr/bin/kvmd-pst --help | grep -- '--main-config' >/dev/null; then
         echo "NOTE: kvmd-pst does not read kvmd's config tree: passing kvmd's remount_cmd as --remount-command" >&2
-        kvmd_remount_dropin=true
-    elif [ "${PST_SYSTEMD_CHECK_STRICT_KVMD:-0}" != 1 ] && inside /usr/bin/kvmd-pst -m | grep 'remount_cmd is not set' >/dev/null; then
-        # The one thing kvmd's tree does not carry: kvmd's default
-        # remount_cmd lives in its code, and ours is in-process, which
-        # kvmd-pst (the user) may not do.
-        echo "NOTE: with kvmd's config tree alone, kvmd-pst would remount in-process, which fails as the" >&2
-        echo "      kvmd-pst user; kvmd's own default is sudo and the helper. Passing that as --remount-command" >&2
-        echo "      in a drop-in until kvmd-pst defaults to it (issue 14, item 2)." >&2
         kvmd_remount_dropin=true
     else
         kvmd_remount_dropin=false
