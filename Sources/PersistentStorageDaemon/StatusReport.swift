@@ -68,30 +68,19 @@ public struct StatusReport: Sendable {
 
     /// "12 s", "3 min", "2 h": how long ago `since` (RFC 3339, UTC) was.
     static func age(since: String, now: Int) -> String {
+        // The daemon's own format (`SessionReport.timestamp`): six numbers.
+        let numbers = since.split(whereSeparator: { "-T:Z".contains($0) }).compactMap { Int32($0) }
+        guard numbers.count == 6 else { return since }
         var parts = tm()
-        let scanned = since.withCString { text in
-            withUnsafeMutablePointer(to: &parts) { pointer in
-                sscanf_tm(text, pointer)
-            }
-        }
-        guard scanned else { return since }
+        parts.tm_year = numbers[0] - 1900
+        parts.tm_mon = numbers[1] - 1
+        parts.tm_mday = numbers[2]
+        parts.tm_hour = numbers[3]
+        parts.tm_min = numbers[4]
+        parts.tm_sec = numbers[5]
         let seconds = max(0, now - Int(timegm(&parts)))
         if seconds < 120 { return "\(seconds) s" }
         if seconds < 7200 { return "\(seconds / 60) min" }
         return "\(seconds / 3600) h"
-    }
-
-    /// `YYYY-MM-DDTHH:MM:SSZ` into `parts`.
-    private static func sscanf_tm(_ text: UnsafePointer<CChar>, _ parts: UnsafeMutablePointer<tm>) -> Bool {
-        let string = String(cString: text)
-        let numbers = string.split(whereSeparator: { "-T:Z".contains($0) }).compactMap { Int32($0) }
-        guard numbers.count == 6 else { return false }
-        parts.pointee.tm_year = numbers[0] - 1900
-        parts.pointee.tm_mon = numbers[1] - 1
-        parts.pointee.tm_mday = numbers[2]
-        parts.pointee.tm_hour = numbers[3]
-        parts.pointee.tm_min = numbers[4]
-        parts.pointee.tm_sec = numbers[5]
-        return true
     }
 }
