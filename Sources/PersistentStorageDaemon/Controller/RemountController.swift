@@ -42,6 +42,8 @@ actor RemountController {
         let peer: SessionPeer
         /// Seconds since the epoch when it opened, for `GET /state`.
         let openedAt: Int
+        /// When it opened, for the duration in `GET /metrics`.
+        let openedInstant: ContinuousClock.Instant
         /// False until the first `storage` event may be sent (see the type's comment).
         var isServed: Bool
         var lastSent: StorageStatus?
@@ -66,6 +68,10 @@ actor RemountController {
     private let statusObserver: (@Sendable (StorageStatus) -> Void)?
     private var lastObservedStatus: StorageStatus?
     private let logger: Logger
+    let metrics: DaemonMetrics
+    /// Since when the storage has been writable, while it is; the time up
+    /// to then is in ``DaemonMetrics/readWriteSeconds``.
+    private var writableSince: ContinuousClock.Instant?
 
     private var sessions: [SessionID: Session] = [:]
     private var nextSessionNumber: UInt64 = 1
@@ -103,6 +109,7 @@ actor RemountController {
         storageBeneathIsWritable: @escaping @Sendable () -> Bool = { false },
         statusObserver: (@Sendable (StorageStatus) -> Void)? = nil,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(),
+        metrics: DaemonMetrics = DaemonMetrics(),
         logger: Logger
     ) {
         self.eventLoop = eventLoop
@@ -117,6 +124,9 @@ actor RemountController {
         self.mountState = mountState(settings.mountPath)
         self.statusObserver = statusObserver
         self.logger = logger
+        self.metrics = metrics
+        if self.mountState.isWritable { writableSince = .now }
+        metrics.storageWritable.set(Int64(self.mountState.isWritable ? 1 : 0))
         admission = Atomic(settings.maxSessions > 0)
     }
 
@@ -143,6 +153,7 @@ actor RemountController {
     private func update(to newState: MountState) {
         let previous = mountState
         mountState = newState
+        accountWritableTime()
         if mountState == .otherFilesystem {
             // What is on top hides the storage from any remount: say so
             // while the storage beneath stays writable with no session.
@@ -229,8 +240,11 @@ actor RemountController {
         // The storage is still writable while a read-only retry waits: this
         // session keeps it so, and the retry has nothing left to do.
         cancelReadOnlyRetry()
-        sessions[id] = Session(connection: connection, peer: peer, openedAt: time(nil), isServed: false, lastSent: nil)
+        sessions[id] = Session(
+            connection: connection, peer: peer, openedAt: time(nil), openedInstant: .now, isServed: false, lastSent: nil)
         updateAdmission()
+        metrics.sessionsOpened.increment()
+        metrics.sessionsOpen.set(Int64(sessions.count))
         if remountTask == nil && (mountState == .readWrite || mountState == .readOnlyAfterErrors) {
             // Writable: nothing to do. After errors: no remount can help, and
             // the session hears `write_allowed: false` at once (the reason is
@@ -246,8 +260,10 @@ actor RemountController {
     }
 
     func sessionDidClose(_ id: SessionID) {
-        guard sessions.removeValue(forKey: id) != nil else { return }
+        guard let session = sessions.removeValue(forKey: id) else { return }
         updateAdmission()
+        metrics.sessionDuration.record(.now - session.openedInstant)
+        metrics.sessionsOpen.set(Int64(sessions.count))
         publishSoon()
         if sessions.isEmpty { startRemounting() }
     }
@@ -329,7 +345,10 @@ actor RemountController {
             session.connection.close()
         }
         let count = sessions.count
+        let now = ContinuousClock.now
+        for session in sessions.values { metrics.sessionDuration.record(now - session.openedInstant) }
         sessions.removeAll()
+        metrics.sessionsOpen.set(Int64(0))
         return count
     }
 
@@ -426,10 +445,14 @@ actor RemountController {
             try await remounter.remount(to: mode)
         } catch {
             counters.failed += 1
+            metrics.remount(to: mode, succeeded: false)
             lastFailure = String(describing: error)
             logger.error("remount to \(mode) failed: \(lastFailure!)")
             refreshMountState()
-            if mode == .readOnly && Self.isBusy(error) { diagnoseBusy() }
+            if mode == .readOnly && Self.isBusy(error) {
+                metrics.busyRetries.increment()
+                diagnoseBusy()
+            }
             return .failure(error)
         }
         busyHolders = []
@@ -438,6 +461,7 @@ actor RemountController {
         case .readWrite: counters.rw += 1
         case .readOnly: counters.ro += 1
         }
+        metrics.remount(to: mode, succeeded: true)
         lastFailure = nil
         logger.info("storage remounted \(mode) in \(clock.now - start)")
         // Read even when this namespace saw no change (a remount command may
@@ -523,6 +547,21 @@ actor RemountController {
         readOnlyRetry = nil
     }
 
+    // MARK: - Metrics
+
+    /// Adds the time the storage has been writable since the last call to
+    /// ``DaemonMetrics/readWriteSeconds``; called at every change of the
+    /// mount state and before the metrics are read.
+    func accountWritableTime() {
+        let now = ContinuousClock.now
+        if let writableSince {
+            let elapsed = (now - writableSince).components
+            metrics.readWriteSeconds.increment(by: Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18)
+        }
+        writableSince = mountState.isWritable ? now : nil
+        metrics.storageWritable.set(Int64(mountState.isWritable ? 1 : 0))
+    }
+
     // MARK: - Telling sessions
 
     /// Sends the current state to every served session that has not seen it.
@@ -540,6 +579,7 @@ actor RemountController {
 
     private func send(_ status: StorageStatus, to id: SessionID) {
         guard let session = sessions[id], session.isServed, session.lastSent != status else { return }
+        if session.lastSent == nil && !status.data.writeAllowed { metrics.sessionRefused(.notWritable) }
         session.connection.send(status)
         sessions[id]?.lastSent = status
     }

@@ -63,14 +63,17 @@ final class DaemonServer: Sendable {
         let socketFile = ListeningSocketFile(path: settings.socketPath, mode: settings.socketMode, groupID: settings.socketGroupID)
         let staging = try socketFile.makeStaging()
         let authorization = PeerAuthorization(groupID: settings.socketGroupID ?? getegid(), ownerID: geteuid())
-        let pending = PendingConnections(limit: pendingConnectionLimit(
-            configured: settings.maxConnections, maxSessions: settings.maxSessions, descriptorLimit: DescriptorLimit.current))
+        let metrics = controller.metrics
+        let pending = PendingConnections(
+            limit: pendingConnectionLimit(
+                configured: settings.maxConnections, maxSessions: settings.maxSessions, descriptorLimit: DescriptorLimit.current),
+            metrics: metrics)
         logger.info("at most \(pending.limit) connections besides sessions (--max-connections \(settings.maxConnections), open file limit \(DescriptorLimit.current))")
         let logBudget = PeerLogBudget()
         // The daemon's group has one event loop, so every connection and the
         // heartbeat share it.
         let heartbeat = settings.heartbeat > .zero
-            ? Heartbeat(interval: settings.heartbeat, eventLoop: group.next(), logger: logger) : nil
+            ? Heartbeat(interval: settings.heartbeat, eventLoop: group.next(), metrics: metrics, logger: logger) : nil
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: group)
@@ -106,6 +109,9 @@ final class DaemonServer: Sendable {
                 // longer request head takes two reads).
                 .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
                 .childChannelInitializer { channel in
+                    metrics.connectionsAccepted.increment()
+                    metrics.connectionsOpen.increment()
+                    channel.closeFuture.whenComplete { _ in metrics.connectionsOpen.decrement() }
                     if let closed = pending.add(channel), closed == 1 || closed.isMultiple(of: 1000) {
                         logger.warning("more than \(pending.limit) connections besides sessions: closed the oldest (\(closed) so far)")
                     }
@@ -186,11 +192,12 @@ final class DaemonServer: Sendable {
                     to: pipeline, peer: peer, peerIsAllowed: peerIsAllowed, settings: settings, controller: controller,
                     heartbeat: heartbeat, log: log, becomeSession: becomeSession)
             })
-        try pipeline.addHandler(WriteBackpressure(stallLimit: TimeAmount(settings.writeStallLimit), log: log))
+        try pipeline.addHandler(
+            WriteBackpressure(stallLimit: TimeAmount(settings.writeStallLimit), metrics: controller.metrics, log: log))
         try pipeline.addHandler(
             UpgradeFastPath(
                 routes: routes, maximumHeadSize: settings.maxRequestHeaderSize,
-                timeout: TimeAmount(settings.httpIdleTimeout), logger: logger),
+                timeout: TimeAmount(settings.httpIdleTimeout), metrics: controller.metrics, logger: logger),
             name: HandlerName.fastPath)
     }
 
@@ -250,7 +257,7 @@ final class DaemonServer: Sendable {
             withOutboundHeaderValidation: true,
             withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: limits)
-        try pipeline.addHandler(ProtocolErrorHandler(log: log), name: HandlerName.protocolErrors)
+        try pipeline.addHandler(ProtocolErrorHandler(log: log, metrics: controller.metrics), name: HandlerName.protocolErrors)
         try pipeline.addHandler(
             HTTPRequestHandler(controller: controller, peer: peer, peerIsAllowed: peerIsAllowed, log: log),
             name: HandlerName.http)

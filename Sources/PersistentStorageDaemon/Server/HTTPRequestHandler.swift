@@ -2,8 +2,8 @@ import NIOCore
 import NIOHTTP1
 import PersistentStorage
 
-/// Answers the plain HTTP routes: `GET /state` and the reference's error
-/// answers for everything else. `/ws` upgrades never get here; a request for
+/// Answers the plain HTTP routes: `GET /state`, `GET /metrics`, and the
+/// reference's error answers for everything else. `/ws` upgrades never get here; a request for
 /// `/ws` that does was not a (valid, admissible) upgrade.
 final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -36,9 +36,12 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let metrics = controller.metrics
         guard peerIsAllowed else {
             log.warning("refused \(head.method) \(head.uri): not root and not in the socket's group")
-            JSONResponse.forbidden.write(to: context, keepAlive: false)
+            if path == "/ws" { metrics.sessionRefused(.forbidden) }
+            DaemonResponse.forbidden.write(to: context, keepAlive: false)
             return
         }
         // NIO's upgrade handler leaves the pipeline after the first request
@@ -47,36 +50,49 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         // connections for `ws_connect`. Closing after every plain answer makes
         // them dial afresh, which costs nothing on a local socket.
         let keepAlive = false
-        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
         switch path {
         case "/state":
             guard head.method == .GET else {
-                JSONResponse.methodNotAllowed(head.method, allowed: "GET").write(to: context, keepAlive: keepAlive)
+                DaemonResponse.methodNotAllowed(head.method, allowed: "GET").write(to: context, keepAlive: keepAlive)
                 return
             }
             let controller = controller
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.eventLoop.makeFutureWithTask { await controller.report }.whenSuccess { report in
-                JSONResponse.success(report).write(to: loopBound.value, keepAlive: keepAlive)
+                DaemonResponse.success(report).write(to: loopBound.value, keepAlive: keepAlive)
+            }
+        case "/metrics":
+            guard head.method == .GET else {
+                DaemonResponse.methodNotAllowed(head.method, allowed: "GET").write(to: context, keepAlive: keepAlive)
+                return
+            }
+            let controller = controller
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.makeFutureWithTask { await controller.accountWritableTime() }.whenSuccess {
+                DaemonResponse.metrics(metrics.exposition()).write(to: loopBound.value, keepAlive: keepAlive)
             }
         case "/state/":
-            JSONResponse.permanentRedirect(to: "/state").write(to: context, keepAlive: keepAlive)
+            DaemonResponse.permanentRedirect(to: "/state").write(to: context, keepAlive: keepAlive)
         case "/ws":
             guard head.method == .GET else {
-                JSONResponse.methodNotAllowed(head.method, allowed: "GET").write(to: context, keepAlive: keepAlive)
+                metrics.sessionRefused(.badRequest)
+                DaemonResponse.methodNotAllowed(head.method, allowed: "GET").write(to: context, keepAlive: keepAlive)
                 return
             }
             guard head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) else {
-                JSONResponse.webSocketExpected.write(to: context, keepAlive: keepAlive)
+                metrics.sessionRefused(.badRequest)
+                DaemonResponse.webSocketExpected.write(to: context, keepAlive: keepAlive)
                 return
             }
             // An upgrade that was not done: either the daemon refused it (full,
             // shutting down) or the handshake headers were wrong.
             // The same answer the upgrader got (``RemountController/acceptsSessionsNow``).
-            let response = controller.acceptsSessionsNow ? JSONResponse.webSocketExpected : JSONResponse.tooManySessions
+            let admissible = controller.acceptsSessionsNow
+            metrics.sessionRefused(admissible ? .badRequest : .unavailable)
+            let response = admissible ? DaemonResponse.webSocketExpected : DaemonResponse.tooManySessions
             response.write(to: context, keepAlive: false)
         default:
-            JSONResponse.notFound.write(to: context, keepAlive: keepAlive)
+            DaemonResponse.notFound.write(to: context, keepAlive: keepAlive)
         }
     }
 }

@@ -29,18 +29,20 @@ final class Heartbeat: @unchecked Sendable {
     private let interval: TimeAmount
     private let pongTimeout: TimeAmount
     private let logger: Logger
+    private let metrics: DaemonMetrics?
     /// Only touched on `eventLoop`.
     private var members: [ObjectIdentifier: Member] = [:]
     private var rounds: RepeatedTask?
     private let stopped = NIOLockedValueBox(false)
 
     /// Starts the rounds; `interval` must be positive.
-    init(interval: Duration, eventLoop: any EventLoop, logger: Logger) {
+    init(interval: Duration, eventLoop: any EventLoop, metrics: DaemonMetrics? = nil, logger: Logger) {
         precondition(interval > .zero, "a heartbeat needs a positive interval")
         self.eventLoop = eventLoop
         self.interval = TimeAmount(interval)
         self.pongTimeout = TimeAmount(interval / 2)
         self.logger = logger
+        self.metrics = metrics
         let timeout = interval / 2
         rounds = eventLoop.scheduleRepeatedTask(initialDelay: self.interval, delay: self.interval) { [weak self] _ in
             self?.pingRound(timeout: timeout)
@@ -94,6 +96,7 @@ final class Heartbeat: @unchecked Sendable {
             // Like the reference: no close frame, the peer is not listening anyway.
             logger.warning("no pong within \(timeout); dropping the session of \(member.peer)")
             members[id] = nil
+            metrics?.peerDropped(.heartbeat)
             member.channel.close(promise: nil)
         }
     }

@@ -25,10 +25,12 @@ final class PendingConnections: Sendable {
     }
 
     private let state = Mutex(State())
+    private let metrics: DaemonMetrics?
 
-    init(limit: Int) {
+    init(limit: Int, metrics: DaemonMetrics? = nil) {
         precondition(limit > 0, "the cap on pending connections must be positive")
         self.limit = limit
+        self.metrics = metrics
     }
 
     var count: Int { state.withLock { $0.members.count } }
@@ -48,7 +50,7 @@ final class PendingConnections: Sendable {
             return (evicted, evicted.isEmpty ? nil : state.closedOverLimit)
         }
         channel.closeFuture.whenComplete { [weak self] _ in self?.remove(channel) }
-        for channel in evicted { channel.close(promise: nil) }
+        close(evicted)
         return total
     }
 
@@ -79,8 +81,14 @@ final class PendingConnections: Sendable {
     /// finds no descriptor left); returns how many.
     func closeOldest(_ count: Int) -> Int {
         let evicted = state.withLock { Self.takeOldest(count, from: &$0) }
-        for channel in evicted { channel.close(promise: nil) }
+        close(evicted)
         return evicted.count
+    }
+
+    private func close(_ evicted: [any Channel]) {
+        guard !evicted.isEmpty else { return }
+        metrics?.peerDropped(.overLimit, count: evicted.count)
+        for channel in evicted { channel.close(promise: nil) }
     }
 
     private static func takeOldest(_ count: Int, from state: inout State) -> [any Channel] {

@@ -12,10 +12,12 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
     typealias OutboundOut = HTTPServerResponsePart
 
     private let log: PeerLogger
+    private let metrics: DaemonMetrics?
     private var responseInProgress = false
 
-    init(log: PeerLogger) {
+    init(log: PeerLogger, metrics: DaemonMetrics? = nil) {
         self.log = log
+        self.metrics = metrics
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -28,10 +30,11 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
             return
         }
         log.info("malformed HTTP request: \(parserError)")
+        metrics?.peerDropped(.protocolError)
         // Only when no other answer is half written; the decoder closes the
         // connection right after this returns, so nothing may be deferred.
         if !responseInProgress {
-            let response = parserError == .headerOverflow ? JSONResponse.headersTooLarge : JSONResponse.badRequest
+            let response = parserError == .headerOverflow ? DaemonResponse.headersTooLarge : DaemonResponse.badRequest
             response.write(to: context, keepAlive: false)
         }
         context.fireErrorCaught(error)

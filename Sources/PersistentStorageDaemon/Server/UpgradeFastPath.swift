@@ -40,6 +40,7 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
     private let maximumHeadSize: Int
     private let timeout: TimeAmount
     private let logger: Logger
+    private let metrics: DaemonMetrics?
     private var timer: Scheduled<Void>?
     private var received: ByteBuffer?
     /// Set once the HTTP handlers have taken over: bytes only pass through.
@@ -56,10 +57,11 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
     private var handingOver = false
 
     /// - Parameter timeout: how long the request may take from now (the accept).
-    init(routes: Routes, maximumHeadSize: Int, timeout: TimeAmount, logger: Logger) {
+    init(routes: Routes, maximumHeadSize: Int, timeout: TimeAmount, metrics: DaemonMetrics? = nil, logger: Logger) {
         self.routes = routes
         self.maximumHeadSize = maximumHeadSize
         self.timeout = timeout
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -84,8 +86,10 @@ final class UpgradeFastPath: ChannelInboundHandler, RemovableChannelHandler {
         guard timer == nil else { return }
         let timeout = timeout
         let logger = logger
+        let metrics = metrics
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
             logger.debug("closing a connection that sent no complete request within \(timeout)")
+            metrics?.peerDropped(.requestTimeout)
             context.close(promise: nil)
         }
     }

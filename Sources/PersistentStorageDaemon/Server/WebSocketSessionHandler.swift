@@ -46,12 +46,14 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
         // decoder passes all three on; like aiohttp, end the session.
         if frame.maskKey == nil || frame.rsv1 || frame.rsv2 || frame.rsv3 || !Self.knownOpcodes.contains(frame.opcode) {
             log.info("a malformed frame (unmasked, RSV bits or reserved opcode) ends the session")
+            controller.metrics.peerDropped(.protocolError)
             close(context: context, code: .protocolError)
             return
         }
         switch frame.opcode {
         case .binary:
             log.info("a binary frame ends the session")
+            controller.metrics.peerDropped(.protocolError)
             close(context: context, code: .unacceptableData)
         case .text, .continuation:
             switch messages.add(frame) {
@@ -61,6 +63,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
                 break
             case .failure(let code, let reason):
                 log.info("\(reason) ends the session")
+                controller.metrics.peerDropped(.protocolError)
                 close(context: context, code: code)
             }
         case .connectionClose:
@@ -80,6 +83,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
         // A frame the decoder rejects gets the close code RFC 6455 7.4.1
         // names for it before the connection goes; anything else just closes it.
         if let error = error as? NIOWebSocketError {
+            controller.metrics.peerDropped(.protocolError)
             close(context: context, code: error == .invalidFrameLength ? .messageTooLarge : .protocolError)
         } else {
             context.close(promise: nil)
@@ -123,6 +127,7 @@ final class WebSocketSessionHandler: ChannelInboundHandler, RemovableChannelHand
         controller.onController { controller in
             guard let id = controller.sessionDidOpen(connection, peer: peer) else {
                 log.warning("refused a session: too many sessions, or shutting down")
+                controller.metrics.sessionRefused(.unavailable)
                 connection.close(code: .policyViolation)
                 return
             }

@@ -23,12 +23,14 @@ final class WriteBackpressure: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let stallLimit: TimeAmount
     private let log: PeerLogger
+    private let metrics: DaemonMetrics?
     /// A read was asked for while unwritable; it is done once writable again.
     private var readHeldBack = false
     private var stallDeadline: Scheduled<Void>?
 
-    init(stallLimit: TimeAmount, log: PeerLogger) {
+    init(stallLimit: TimeAmount, metrics: DaemonMetrics? = nil, log: PeerLogger) {
         self.stallLimit = stallLimit
+        self.metrics = metrics
         self.log = log
     }
 
@@ -51,8 +53,10 @@ final class WriteBackpressure: ChannelDuplexHandler, RemovableChannelHandler {
         } else if stallDeadline == nil {
             let log = log
             let stallLimit = stallLimit
+            let metrics = metrics
             stallDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: stallLimit) {
                 log.warning("dropping a peer that left the daemon's answers unread for \(stallLimit)")
+                metrics?.peerDropped(.unread)
                 context.close(promise: nil)
             }
         }

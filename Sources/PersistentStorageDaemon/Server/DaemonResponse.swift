@@ -9,23 +9,29 @@ import NIOCore
 import NIOHTTP1
 import PersistentStorage
 
-/// A complete HTTP answer, always with the JSON envelope as its body.
-struct JSONResponse {
+/// A complete HTTP answer: the JSON envelope as the reference sends it, or
+/// (`GET /metrics`) Prometheus' text.
+struct DaemonResponse {
     var status: HTTPResponseStatus
     var headers: HTTPHeaders = [:]
     var body: Data
+    var contentType = Self.jsonContentType
 
-    /// `Content-Type` as the reference sends it.
-    static let contentType = "application/json; charset=utf-8"
+    /// `Content-Type` of the envelope, as the reference sends it.
+    static let jsonContentType = "application/json; charset=utf-8"
 
-    static func success<Result: Codable & Sendable>(_ result: Result) -> JSONResponse {
-        JSONResponse(status: .ok, body: encode(ResponseEnvelope(ok: true, result: result)))
+    static func metrics(_ exposition: [UInt8]) -> DaemonResponse {
+        DaemonResponse(status: .ok, body: Data(exposition), contentType: DaemonMetrics.contentType)
+    }
+
+    static func success<Result: Codable & Sendable>(_ result: Result) -> DaemonResponse {
+        DaemonResponse(status: .ok, body: encode(ResponseEnvelope(ok: true, result: result)))
     }
 
     /// An error in the reference's envelope: `error` is the exception's name
     /// (aiohttp's for HTTP errors), `error_msg` the text.
-    static func failure(_ status: HTTPResponseStatus, _ error: String, _ message: String, headers: HTTPHeaders = [:]) -> JSONResponse {
-        JSONResponse(
+    static func failure(_ status: HTTPResponseStatus, _ error: String, _ message: String, headers: HTTPHeaders = [:]) -> DaemonResponse {
+        DaemonResponse(
             status: status, headers: headers,
             body: encode(ResponseEnvelope(ok: false, result: ErrorResult(error: error, errorMessage: message))))
     }
@@ -37,11 +43,11 @@ struct JSONResponse {
     static let webSocketExpected = failure(.badRequest, "HTTPBadRequest", "Bad Request: /ws expects a WebSocket upgrade")
     static let tooManySessions = failure(.serviceUnavailable, "HTTPServiceUnavailable", "Service Unavailable: too many sessions, or the daemon is shutting down")
 
-    static func methodNotAllowed(_ method: HTTPMethod, allowed: String) -> JSONResponse {
+    static func methodNotAllowed(_ method: HTTPMethod, allowed: String) -> DaemonResponse {
         failure(.methodNotAllowed, "HTTPMethodNotAllowed", "Method Not Allowed: \(method.rawValue)", headers: ["Allow": allowed])
     }
 
-    static func permanentRedirect(to location: String) -> JSONResponse {
+    static func permanentRedirect(to location: String) -> DaemonResponse {
         failure(.permanentRedirect, "HTTPPermanentRedirect", "Permanent Redirect", headers: ["Location": location])
     }
 
@@ -56,7 +62,7 @@ struct JSONResponse {
     /// Writes head, body and end; closes the connection afterwards unless `keepAlive`.
     func write(to context: ChannelHandlerContext, keepAlive: Bool) {
         var head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
-        head.headers.replaceOrAdd(name: "Content-Type", value: Self.contentType)
+        head.headers.replaceOrAdd(name: "Content-Type", value: contentType)
         head.headers.replaceOrAdd(name: "Content-Length", value: String(body.count))
         head.headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
