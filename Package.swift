@@ -33,22 +33,34 @@ let package = Package(
         // The version the three executables print with --version, declared once.
         .target(name: "PersistentStorageVersion"),
 
-        // Reading a small configuration file safely (a regular file, bounded, never blocking).
-        .target(name: "SystemFiles"),
+        // Small system helpers: reading a configuration or /proc file safely (bounded,
+        // never blocking), a thread of its own, a Unix socket address.
+        .target(name: "SystemSupport", dependencies: ["CSystemShims"]),
+        // The wire protocol both sides speak: events, the state answer, the
+        // envelope, WebSocket framing and the handshake's pieces.
+        .target(
+            name: "PersistentStorageProtocol",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
         // kvmd's configuration tree (main.yaml, override.d, override.yaml) and its pst: section.
         .target(
             name: "KvmdConfiguration",
-            dependencies: ["SystemFiles"]
+            dependencies: ["SystemSupport"]
         ),
         // The partition and the kernel: fstab discovery, mount state, remount, the fix step.
         .target(
             name: "PersistentStorageMount",
-            dependencies: ["CLibMount", "CSystemShims", "SystemFiles"]
+            dependencies: ["CLibMount", "CSystemShims", "SystemSupport"]
         ),
-        // The client API (`withWritableStorage`) and the wire-protocol types.
+        // The client API (`withWritableStorage`).
         .target(
             name: "PersistentStorage",
             dependencies: [
+                "PersistentStorageProtocol",
+                "SystemSupport",
                 "CSystemShims",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -62,10 +74,10 @@ let package = Package(
         .target(
             name: "PersistentStorageDaemon",
             dependencies: [
-                "PersistentStorage",
+                "PersistentStorageProtocol",
                 "PersistentStorageMount",
                 "KvmdConfiguration",
-                "SystemFiles",
+                "SystemSupport",
                 "CSystemShims",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -90,7 +102,7 @@ let package = Package(
         // Test support shared by every suite: a real ext4 image on a real loop device.
         .target(
             name: "PersistentStorageTestSupport",
-            dependencies: ["PersistentStorage", "PersistentStorageMount"]
+            dependencies: ["PersistentStorage", "PersistentStorageProtocol", "PersistentStorageMount", "SystemSupport"]
         ),
         // The daemon test bed, which records test issues (Swift Testing): kept
         // apart so that the benchmark runner can use the fixture in release builds.
@@ -139,7 +151,7 @@ let package = Package(
         .executableTarget(
             name: "pst-bench",
             dependencies: [
-                "PersistentStorage", "PersistentStorageMount", "PersistentStorageTestSupport",
+                "PersistentStorage", "PersistentStorageMount", "PersistentStorageTestSupport", "SystemSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/pst-bench"
@@ -152,14 +164,14 @@ let package = Package(
         .testTarget(
             name: "PersistentStorageDaemonTests",
             dependencies: [
-                "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageMount", "KvmdConfiguration",
-                "PersistentStorageTestSupport", "PersistentStorageTestBed",
+                "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageProtocol", "PersistentStorageMount",
+                "KvmdConfiguration", "SystemSupport", "PersistentStorageTestSupport", "PersistentStorageTestBed",
             ]
         ),
         .testTarget(
             name: "PersistentStorageTests",
             dependencies: [
-                "PersistentStorage", "PersistentStorageTestSupport",
+                "PersistentStorage", "PersistentStorageProtocol", "SystemSupport", "PersistentStorageTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -175,7 +187,7 @@ let package = Package(
         .testTarget(
             name: "ReliabilityTests",
             dependencies: [
-                "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageMount",
+                "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageProtocol", "PersistentStorageMount",
                 "PersistentStorageTestSupport", "PersistentStorageTestBed",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

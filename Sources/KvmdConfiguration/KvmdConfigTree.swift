@@ -1,5 +1,5 @@
 import Glibc
-import SystemFiles
+import SystemSupport
 
 /// Where kvmd keeps its configuration, and the `pst:` part of it merged the
 /// way kvmd merges it: the main file, then every file in the override

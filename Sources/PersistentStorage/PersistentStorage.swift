@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import PersistentStorageProtocol
 import Logging
 
 /// A client of the PST daemon (`kvmd-pst`): the way a service writes to
@@ -51,7 +52,7 @@ public struct PersistentStorage: Sendable {
     /// Asks the daemon for its state (`GET /state`) without opening a session:
     /// the session count and the data directory, and from swift-pst's daemon
     /// also the remount counts, the last failure, the sessions and who holds
-    /// the storage busy (nil from kvmd's daemon; see ``DaemonState``).
+    /// the storage busy (nil from kvmd's daemon; see ``/PersistentStorageProtocol/DaemonState``).
     ///
     /// ```swift
     /// let state = try await PersistentStorage().state()

@@ -3,6 +3,8 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SystemSupport
+import PersistentStorageProtocol
 import Glibc
 import Logging
 import NIOCore

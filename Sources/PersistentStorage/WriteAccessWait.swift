@@ -1,3 +1,4 @@
+import PersistentStorageProtocol
 import Logging
 
 /// Opening a session: connecting, the upgrade, and waiting for the daemon

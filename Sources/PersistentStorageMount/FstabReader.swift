@@ -1,6 +1,6 @@
 import CLibMount
 import Glibc
-import SystemFiles
+import SystemSupport
 
 /// Why the partition could not be found in the fstab.
 public enum StorageDiscoveryError: Error, Equatable, CustomStringConvertible {

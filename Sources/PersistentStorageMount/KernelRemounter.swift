@@ -1,7 +1,7 @@
 import CLibMount
 import CSystemShims
 import Glibc
-import SystemFiles
+import SystemSupport
 
 /// Read-only or read-write.
 public enum RemountMode: String, Sendable, CaseIterable, CustomStringConvertible {

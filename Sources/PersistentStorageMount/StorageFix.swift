@@ -1,6 +1,6 @@
 import CSystemShims
 import Glibc
-import SystemFiles
+import SystemSupport
 
 /// Why the fix step after a read-write remount failed.
 public struct StorageFixError: Error, Equatable, CustomStringConvertible {

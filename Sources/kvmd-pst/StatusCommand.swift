@@ -1,3 +1,4 @@
+import PersistentStorageProtocol
 import ArgumentParser
 import Foundation
 import Glibc

@@ -1,3 +1,5 @@
+import SystemSupport
+import PersistentStorageProtocol
 import Foundation
 import Glibc
 import PersistentStorage

@@ -43,7 +43,7 @@ struct RemountControllerTests {
         #expect(await eventually { remounter.calls.count == 2 })
         #expect(remounter.calls == [.readWrite, .readOnly])
         let report = await controller.report
-        #expect(report.remounts == RemountCounters(rw: 1, ro: 1, failed: 0))
+        #expect(report.remounts == DaemonState.Remounts(rw: 1, ro: 1, failed: 0))
         #expect(report.clients == 0)
         #expect(report.data.writeAllowed == false)
     }
@@ -83,7 +83,7 @@ struct RemountControllerTests {
         #expect(first?.data.writeAllowed == false)
         var report = await controller.report
         #expect(report.error == "the device is write-protected")
-        #expect(report.remounts.failed == 1)
+        #expect(report.remounts?.failed == 1)
 
         let next = RecordingSession()
         _ = try #require(await controller.sessionDidOpen(next))
@@ -109,7 +109,7 @@ struct RemountControllerTests {
         // Two failures, each followed by the 150 ms pause, then success.
         #expect(remounter.calls == [.readWrite, .readOnly, .readOnly, .readOnly])
         #expect(elapsed >= .milliseconds(300))
-        #expect(await tests.controller.report.remounts == RemountCounters(rw: 1, ro: 1, failed: 2))
+        #expect(await tests.controller.report.remounts == DaemonState.Remounts(rw: 1, ro: 1, failed: 2))
     }
 
     @Test("a session that arrives during the RO retry cancels it and is served RW at once")
@@ -123,7 +123,7 @@ struct RemountControllerTests {
         let firstID = try #require(await tests.controller.sessionDidOpen(first))
         _ = await first.firstStatus()
         await tests.controller.sessionDidClose(firstID)
-        #expect(await eventually { await tests.controller.report.remounts.failed == 1 })
+        #expect(await eventually { await tests.controller.report.remounts?.failed == 1 })
 
         let second = RecordingSession()
         let secondID = try #require(await tests.controller.sessionDidOpen(second))

@@ -1,3 +1,4 @@
+import PersistentStorageProtocol
 import Foundation
 import PersistentStorageTestBed
 import PersistentStorageTestSupport

@@ -1,3 +1,4 @@
+import PersistentStorageProtocol
 import Foundation
 import PersistentStorageMount
 import PersistentStorageTestBed

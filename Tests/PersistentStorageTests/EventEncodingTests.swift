@@ -1,3 +1,4 @@
+@testable import PersistentStorageProtocol
 import Foundation
 import Testing
 

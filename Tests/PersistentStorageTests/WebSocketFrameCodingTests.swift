@@ -1,3 +1,4 @@
+import PersistentStorageProtocol
 import NIOCore
 import NIOEmbedded
 import NIOWebSocket

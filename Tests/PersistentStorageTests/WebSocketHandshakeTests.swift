@@ -1,3 +1,5 @@
+import SystemSupport
+import PersistentStorageProtocol
 import Foundation
 import Logging
 import NIOCore

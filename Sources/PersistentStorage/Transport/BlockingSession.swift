@@ -1,3 +1,5 @@
+import SystemSupport
+import PersistentStorageProtocol
 import Dispatch
 import Glibc
 import Logging

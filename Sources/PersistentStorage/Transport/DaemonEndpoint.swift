@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SystemSupport
 import Glibc
 import NIOCore
 import NIOPosix

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import PersistentStorageProtocol
 import NIOCore
 import NIOHTTP1
 

@@ -1,3 +1,4 @@
+import PersistentStorageProtocol
 import Logging
 import NIOCore
 import NIOWebSocket

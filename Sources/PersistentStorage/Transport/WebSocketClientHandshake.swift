@@ -1,3 +1,4 @@
+import PersistentStorageProtocol
 import NIOCore
 
 /// The client half of the WebSocket opening handshake of `GET /ws`

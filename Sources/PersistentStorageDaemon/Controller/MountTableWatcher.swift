@@ -3,9 +3,10 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SystemSupport
 import Dispatch
 import Glibc
-import PersistentStorage
+import PersistentStorageProtocol
 import Synchronization
 
 /// Wakes the daemon when the kernel's mount table changes.

@@ -1,8 +1,9 @@
+import SystemSupport
 import CSystemShims
 import Logging
 import NIOCore
 import NIOPosix
-import PersistentStorage
+import PersistentStorageProtocol
 import PersistentStorageMount
 import Synchronization
 
@@ -79,7 +80,7 @@ actor RemountController {
     private var remountTask: Task<Void, Never>?
     private var readOnlyRetry: (task: Task<Void, Never>, generation: UInt64)?
     private var retryGeneration: UInt64 = 0
-    private var counters = RemountCounters()
+    private var counters = DaemonState.Remounts()
     private var lastFailure: String?
     /// Who held the storage busy at the last refused read-only remount,
     /// until a remount succeeds (`GET /state`'s `busy`).
@@ -185,17 +186,16 @@ actor RemountController {
             + "sessions are refused until it is unmounted, checked with e2fsck and mounted again"
     }
 
-    var report: StateReport {
+    /// The answer of `GET /state`.
+    var report: DaemonState {
         let status = status
         // Names and times are formatted here, when someone asks, never on a session's path.
         let sessions = self.sessions.sorted { $0.key.rawValue < $1.key.rawValue }.map { id, session in
-            SessionReport(
-                id: id.rawValue, pid: session.peer.pid, uid: session.peer.uid, user: SessionReport.userName(session.peer.uid),
-                command: session.peer.command, since: SessionReport.timestamp(session.openedAt))
+            session.peer.report(id: id.rawValue, openedAt: session.openedAt)
         }
-        return StateReport(
+        return DaemonState(
             clients: status.clients, data: status.data, remounts: counters, error: lastFailure, sessions: sessions,
-            busy: busyHolders.isEmpty ? nil : busyHolders)
+            busy: busyHolders.isEmpty ? nil : busyHolders.map(DaemonState.BusyHolder.init))
     }
 
     /// Whether one more session would be accepted now. Checked before the

@@ -1,4 +1,4 @@
-import PersistentStorage
+import PersistentStorageProtocol
 
 /// What the controller needs from one open session (a WebSocket on `/ws`).
 ///

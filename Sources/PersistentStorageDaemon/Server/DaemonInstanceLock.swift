@@ -1,7 +1,7 @@
 import Glibc
-import PersistentStorage
+import PersistentStorageProtocol
 import PersistentStorageMount
-import SystemFiles
+import SystemSupport
 
 /// Why this daemon may not serve on its socket path.
 public struct DaemonInstanceError: Error, Equatable, CustomStringConvertible {

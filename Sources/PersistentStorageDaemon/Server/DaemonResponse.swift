@@ -7,7 +7,7 @@ import Dispatch
 import Glibc
 import NIOCore
 import NIOHTTP1
-import PersistentStorage
+import PersistentStorageProtocol
 
 /// A complete HTTP answer: the JSON envelope as the reference sends it, or
 /// (`GET /metrics`) Prometheus' text.

@@ -1,6 +1,6 @@
 import NIOCore
 import NIOHTTP1
-import PersistentStorage
+import PersistentStorageProtocol
 
 /// Answers the plain HTTP routes: `GET /state`, `GET /metrics`, and the
 /// reference's error answers for everything else. `/ws` upgrades never get here; a request for

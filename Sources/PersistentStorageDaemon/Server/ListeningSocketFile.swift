@@ -1,7 +1,7 @@
 import Glibc
-import PersistentStorage
+import PersistentStorageProtocol
 import PersistentStorageMount
-import SystemFiles
+import SystemSupport
 
 /// Why the listening socket could not be put in place.
 public struct SocketSetupError: Error, Equatable, CustomStringConvertible {

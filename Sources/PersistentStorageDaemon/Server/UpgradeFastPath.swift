@@ -1,6 +1,6 @@
 import Logging
 import NIOCore
-import PersistentStorage
+import PersistentStorageProtocol
 
 /// The first handler on every connection: it takes the common request, a
 /// well-formed WebSocket upgrade of `GET /ws` that the daemon would accept,

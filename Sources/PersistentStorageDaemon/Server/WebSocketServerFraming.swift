@@ -1,6 +1,6 @@
 import NIOCore
 import NIOWebSocket
-import PersistentStorage
+import PersistentStorageProtocol
 
 /// Frames in and out of a session that came through ``UpgradeFastPath``:
 /// bytes to ``WebSocketFrame``s for the ``WebSocketSessionHandler``, and its

@@ -1,7 +1,7 @@
 import Logging
 import NIOCore
 import NIOWebSocket
-import PersistentStorage
+import PersistentStorageProtocol
 import Synchronization
 
 /// One session: an upgraded `/ws` connection.

@@ -1,5 +1,5 @@
 import NIOHTTP1
-import PersistentStorage
+import PersistentStorageProtocol
 
 /// What a request must be for NIO's upgrader to make it a session: the
 /// same rules ``UpgradeFastPath`` applies to the bytes of the common one,

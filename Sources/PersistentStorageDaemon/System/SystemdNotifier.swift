@@ -1,5 +1,6 @@
+import SystemSupport
 import Glibc
-import PersistentStorage
+import PersistentStorageProtocol
 
 /// Tells systemd about the daemon's state (`sd_notify` without libsystemd):
 /// one datagram per message to the socket named by `NOTIFY_SOCKET`.

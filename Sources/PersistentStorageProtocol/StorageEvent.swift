@@ -5,7 +5,7 @@ import Foundation
 #endif
 
 /// One text frame on the `/ws` WebSocket: `{"event_type": TYPE, "event": OBJECT}`.
-public enum StorageEvent: Sendable, Equatable {
+package enum StorageEvent: Sendable, Equatable {
     /// Sent by the daemon right after the upgrade.
     case loop
     /// The session set or the mount state changed (daemon to client).
@@ -21,7 +21,7 @@ public enum StorageEvent: Sendable, Equatable {
     /// An event type this side does not know; the protocol says to log and ignore it.
     case unknown(type: String)
 
-    public var eventType: String {
+    package var eventType: String {
         switch self {
         case .loop: "loop"
         case .storage: "storage"
@@ -35,14 +35,14 @@ public enum StorageEvent: Sendable, Equatable {
 extension StorageEvent {
     /// The names a daemon gives the ``storage(_:)`` event: `storage` since
     /// kvmd 4.36, `storage_state` in kvmd 4.8 to 4.35.
-    public static let storageEventTypes: Set<String> = ["storage", "storage_state"]
+    package static let storageEventTypes: Set<String> = ["storage", "storage_state"]
 }
 
 /// A frame whose text is not a valid event.
-public struct StorageEventDecodingError: Error, CustomStringConvertible, Equatable {
-    public var reason: String
-    public init(reason: String) { self.reason = reason }
-    public var description: String { "invalid event: \(reason)" }
+package struct StorageEventDecodingError: Error, CustomStringConvertible, Equatable {
+    package var reason: String
+    package init(reason: String) { self.reason = reason }
+    package var description: String { "invalid event: \(reason)" }
 }
 
 extension StorageEvent {
@@ -53,7 +53,7 @@ extension StorageEvent {
     /// key sorting, a `Data`) was the costliest step of a send. The output
     /// is byte for byte what `JSONEncoder` with `.sortedKeys` and
     /// `.withoutEscapingSlashes` produces; a test holds the two together.
-    public func encodedText() -> String {
+    package func encodedText() -> String {
         var text = "{\"event\":"
         if case .storage(let status) = self { text.reserveCapacity(96 + status.data.path.utf8.count) }
         switch self {
@@ -131,7 +131,7 @@ extension StorageEvent {
     private static let decoder = JSONDecoder()
 
     /// Decodes one frame's bytes.
-    public init(decoding bytes: some Collection<UInt8>) throws(StorageEventDecodingError) {
+    package init(decoding bytes: some Collection<UInt8>) throws(StorageEventDecodingError) {
         let array = Array(bytes)
         if let event = array.withUnsafeBufferPointer(StorageEvent.init(plainJSON:)) {
             self = event

@@ -1,7 +1,8 @@
 /// What `GET /state` reports: the reference's keys (`clients`, `data`), and
 /// what swift-pst's daemon adds beside them (remount counts, the last
 /// failure, the sessions, who holds the storage busy). Against kvmd's own
-/// daemon the additions are nil.
+/// daemon the additions are nil. The daemon encodes this same type, so the
+/// two sides cannot drift apart; keys are as on the wire.
 ///
 /// ```swift
 /// let state = try await PersistentStorage().state()
@@ -26,10 +27,20 @@ public struct DaemonState: Sendable, Equatable, Codable {
     /// `clients` and `data`, as a `storage` event carries them.
     public var status: StorageStatus { StorageStatus(clients: clients, data: data) }
 
+    /// Since the daemon started, start-up and shutdown included.
     public struct Remounts: Sendable, Equatable, Codable {
+        /// Successful remounts to read-write.
         public var rw: Int
+        /// Successful remounts to read-only.
         public var ro: Int
+        /// Remounts (either way) that failed.
         public var failed: Int
+
+        public init(rw: Int = 0, ro: Int = 0, failed: Int = 0) {
+            self.rw = rw
+            self.ro = ro
+            self.failed = failed
+        }
     }
 
     public struct Session: Sendable, Equatable, Codable {
@@ -41,6 +52,15 @@ public struct DaemonState: Sendable, Equatable, Codable {
         public var command: String
         /// When it opened, RFC 3339 in UTC.
         public var since: String
+
+        package init(id: UInt64, pid: Int32, uid: UInt32, user: String?, command: String, since: String) {
+            self.id = id
+            self.pid = pid
+            self.uid = uid
+            self.user = user
+            self.command = command
+            self.since = since
+        }
     }
 
     public struct BusyHolder: Sendable, Equatable, Codable {
@@ -49,11 +69,29 @@ public struct DaemonState: Sendable, Equatable, Codable {
         public var path: String
         /// `open for writing`, `deleted, still open` or `mapped writable`.
         public var why: String
+
+        package init(pid: Int32, command: String, path: String, why: String) {
+            self.pid = pid
+            self.command = command
+            self.path = path
+            self.why = why
+        }
     }
 
     public init(clients: Int, data: StorageStatus.DataStatus) {
         self.clients = clients
         self.data = data
+    }
+
+    /// The daemon's full answer.
+    package init(
+        clients: Int, data: StorageStatus.DataStatus, remounts: Remounts, error: String?, sessions: [Session], busy: [BusyHolder]?
+    ) {
+        self.init(clients: clients, data: data)
+        self.remounts = remounts
+        self.error = error
+        self.sessions = sessions
+        self.busy = busy
     }
 
     private enum CodingKeys: String, CodingKey {

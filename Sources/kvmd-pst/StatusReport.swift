@@ -1,5 +1,5 @@
 import Glibc
-import PersistentStorage
+import PersistentStorageProtocol
 import PersistentStorageMount
 
 /// What `kvmd-pst status` tells a person: the mount state from the kernel,
@@ -68,7 +68,7 @@ public struct StatusReport: Sendable {
 
     /// "12 s", "3 min", "2 h": how long ago `since` (RFC 3339, UTC) was.
     static func age(since: String, now: Int) -> String {
-        // The daemon's own format (`SessionReport.timestamp`): six numbers.
+        // The daemon's own format (`SessionPeer.timestamp`): six numbers.
         let numbers = since.split(whereSeparator: { "-T:Z".contains($0) }).compactMap { Int32($0) }
         guard numbers.count == 6 else { return since }
         var parts = tm()

@@ -6,22 +6,22 @@ import Foundation
 
 /// The JSON envelope of every HTTP answer: `{"ok": true, "result": ...}` or
 /// `{"ok": false, "result": {"error": NAME, "error_msg": TEXT}}`.
-public struct ResponseEnvelope<Result: Codable & Sendable>: Codable, Sendable {
-    public var ok: Bool
-    public var result: Result
+package struct ResponseEnvelope<Result: Codable & Sendable>: Codable, Sendable {
+    package var ok: Bool
+    package var result: Result
 
-    public init(ok: Bool, result: Result) {
+    package init(ok: Bool, result: Result) {
         self.ok = ok
         self.result = result
     }
 }
 
 /// The `result` of a failed request.
-public struct ErrorResult: Codable, Sendable, Equatable {
-    public var error: String
-    public var errorMessage: String
+package struct ErrorResult: Codable, Sendable, Equatable {
+    package var error: String
+    package var errorMessage: String
 
-    public init(error: String, errorMessage: String) {
+    package init(error: String, errorMessage: String) {
         self.error = error
         self.errorMessage = errorMessage
     }
