@@ -45,6 +45,11 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
+        // Log lines as kvmd writes them, one write(2) each, control characters escaped.
+        .target(
+            name: "KvmdLogging",
+            dependencies: ["SystemSupport", .product(name: "Logging", package: "swift-log")]
+        ),
         // kvmd's configuration tree (main.yaml, override.d, override.yaml) and its pst: section.
         .target(
             name: "KvmdConfiguration",
@@ -77,6 +82,7 @@ let package = Package(
                 "PersistentStorageProtocol",
                 "PersistentStorageMount",
                 "KvmdConfiguration",
+                "KvmdLogging",
                 "SystemSupport",
                 "CSystemShims",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -94,6 +100,7 @@ let package = Package(
             name: "PersistentStorageRun",
             dependencies: [
                 "PersistentStorage",
+                "PersistentStorageProtocol",
                 "KvmdConfiguration",
                 "CSystemShims",
                 .product(name: "Logging", package: "swift-log"),
@@ -115,6 +122,7 @@ let package = Package(
             name: "kvmd-helper-pst-remount",
             dependencies: [
                 "PersistentStorageMount",
+                "SystemSupport",
                 "PersistentStorageVersion",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -123,6 +131,7 @@ let package = Package(
             name: "kvmd-pst",
             dependencies: [
                 "PersistentStorageDaemon",
+                "KvmdLogging",
                 "PersistentStorage",
                 "PersistentStorageMount",
                 "PersistentStorageVersion",
@@ -135,6 +144,8 @@ let package = Package(
             name: "kvmd-pstrun",
             dependencies: [
                 "PersistentStorageRun",
+                "KvmdLogging",
+                "SystemSupport",
                 "PersistentStorageVersion",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -165,7 +176,7 @@ let package = Package(
             name: "PersistentStorageDaemonTests",
             dependencies: [
                 "PersistentStorageDaemon", "PersistentStorage", "PersistentStorageProtocol", "PersistentStorageMount",
-                "KvmdConfiguration", "SystemSupport", "PersistentStorageTestSupport", "PersistentStorageTestBed",
+                "KvmdConfiguration", "KvmdLogging", "SystemSupport", "PersistentStorageTestSupport", "PersistentStorageTestBed",
             ]
         ),
         .testTarget(

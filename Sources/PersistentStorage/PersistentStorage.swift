@@ -30,6 +30,8 @@ public struct PersistentStorage: Sendable {
     /// The longest ``timeout``: a day. A longer one is taken as this, since a
     /// wait that long is a mistake and a far longer one overflows the timers.
     public static let maximumTimeout: Duration = .seconds(86_400)
+    /// kvmd's default socket, `/run/kvmd/pst.sock`.
+    public static let defaultSocketPath = defaultDaemonSocketPath
     private let logger: Logger
 
     /// - Parameters:
@@ -38,7 +40,7 @@ public struct PersistentStorage: Sendable {
     ///     most ``maximumTimeout`` (a longer one is taken as that, a negative one as zero).
     ///   - logger: receives debug details of the exchange; silent by default.
     public init(
-        socketPath: String = "/run/kvmd/pst.sock",
+        socketPath: String = PersistentStorage.defaultSocketPath,
         timeout: Duration = .seconds(5),
         logger: Logger = Logger(label: "PersistentStorage", factory: { _ in SwiftLogNoOpLogHandler() })
     ) {

@@ -48,7 +48,7 @@ public final class StorageSession: Sendable {
     /// The storage's filesystem, as the data directory showed it at the start.
     private let device: dev_t?
 
-    private init(url: URL, initialStatus: StorageStatus, connection: SessionConnection) {
+    private init(url: URL, initialStatus: StorageStatus, connection: SessionChannel) {
         self.url = url
         self.initialStatus = initialStatus
         self.statusUpdates = connection.updates
@@ -75,7 +75,7 @@ public final class StorageSession: Sendable {
             try createDirectory(url)
             return StorageSession(url: url, initialStatus: status, connection: connection)
         } catch {
-            await SessionConnection.close(connection.channel)
+            await SessionChannel.close(connection.channel)
             throw error
         }
     }
@@ -145,6 +145,6 @@ public final class StorageSession: Sendable {
 
     /// Ends the session without flushing (``PersistentStorage`` has flushed).
     func closeConnection() async {
-        await SessionConnection.close(channel)
+        await SessionChannel.close(channel)
     }
 }

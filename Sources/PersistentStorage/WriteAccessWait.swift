@@ -17,9 +17,9 @@ enum WriteAccessWait {
     /// remount to read-write completes, so a `false` is not final; but if time
     /// runs out after one, the daemon refused rather than stayed silent, and the
     /// error says so (with its reason from `GET /state` when it gives one).
-    static func open(at endpoint: DaemonEndpoint, logger: Logger) async throws -> SessionConnection {
+    static func open(at endpoint: DaemonEndpoint, logger: Logger) async throws -> SessionChannel {
         do {
-            return try await SessionConnection.open(to: endpoint, logger: logger)
+            return try await SessionChannel.open(to: endpoint, logger: logger)
         } catch let failure as Failure {
             throw await error(for: failure, from: endpoint)
         }

@@ -1,4 +1,5 @@
 import KvmdConfiguration
+import PersistentStorageProtocol
 import Logging
 
 /// `kvmd-pstrun`'s command line: `[--socket PATH] [--timeout SECONDS]
@@ -40,7 +41,7 @@ public struct RunArguments: Equatable, Sendable {
     /// same for kvmd-pst and kvmd-helper-pst-remount (Documentation/Configuration.md).
     public static let usageErrorExitCode: Int32 = 2
 
-    public static let defaultSocketPath = "/run/kvmd/pst.sock"
+    public static let defaultSocketPath = defaultDaemonSocketPath
 
     /// The socket to use: `--socket`, else kvmd's `pst.server.unix`, else
     /// ``defaultSocketPath``. kvmd's files are read only in the second case.

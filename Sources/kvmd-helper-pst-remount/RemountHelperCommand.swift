@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import PersistentStorageMount
+import SystemSupport
 import PersistentStorageVersion
 
 extension RemountMode: ExpressibleByArgument {}
@@ -63,7 +64,3 @@ struct RemountHelperCommand: ParsableCommand {
     }
 }
 
-private func writeToStandardError(_ text: String) {
-    let bytes = Array(text.utf8)
-    _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
-}

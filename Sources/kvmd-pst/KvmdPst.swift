@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import KvmdConfiguration
+import KvmdLogging
 import Logging
 import PersistentStorageDaemon
 import PersistentStorageMount

@@ -2,6 +2,8 @@ import Glibc
 import Logging
 import PersistentStorage
 import PersistentStorageRun
+import KvmdLogging
+import SystemSupport
 import PersistentStorageVersion
 
 // `kvmd-pstrun`: run a command while the PST is writable.
@@ -14,12 +16,11 @@ case .version:
     print(SwiftPSTVersion.string)
     exit(0)
 case .usageError(let message):
-    let text = Array(RunArguments.usageErrorText(message).utf8)
-    _ = text.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    writeToStandardError(RunArguments.usageErrorText(message))
     exit(RunArguments.usageErrorExitCode)
 case .run(let arguments):
     let level = arguments.logLevel
-    LoggingSystem.bootstrap { _ in RunLogHandler(logLevel: level) }
+    LoggingSystem.bootstrap { _ in KvmdLogHandler(logLevel: level) }
     let logger = Logger(label: "kvmd-pstrun")
     let socketPath: String
     do {

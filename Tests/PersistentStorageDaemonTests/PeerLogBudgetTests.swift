@@ -1,3 +1,4 @@
+import KvmdLogging
 import Testing
 
 @testable import PersistentStorageDaemon

@@ -98,7 +98,7 @@ package final class BlockingSession {
     }
 
     /// Ends the session with the WebSocket close handshake, waiting at most
-    /// ``SessionConnection/closeHandshakeTimeout`` for the daemon's answer,
+    /// ``SessionChannel/closeHandshakeTimeout`` for the daemon's answer,
     /// so that the daemon has seen the session end when this returns.
     /// Safe to call more than once.
     package func close() {
@@ -106,7 +106,7 @@ package final class BlockingSession {
         closed = true
         defer { Glibc.close(descriptor) }
         guard !ended else { return }
-        let deadline = ContinuousClock.now + .nanoseconds(SessionConnection.closeHandshakeTimeout.nanoseconds)
+        let deadline = ContinuousClock.now + .nanoseconds(SessionChannel.closeHandshakeTimeout.nanoseconds)
         var code = ByteBuffer()
         code.write(webSocketErrorCode: .normalClosure)
         guard Self.sendFrame(.connectionClose, code, on: descriptor, until: deadline) else { return }

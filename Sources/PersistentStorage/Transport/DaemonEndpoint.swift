@@ -174,15 +174,6 @@ struct DaemonEndpoint: Sendable {
     }
 }
 
-extension TimeAmount {
-    /// Saturating: a `Duration` beyond what fits in Int64 nanoseconds (292
-    /// years) is the longest `TimeAmount`, rather than an overflow trap.
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(Int64(clamping: Int128(seconds) * 1_000_000_000 + Int128(attoseconds / 1_000_000_000)))
-    }
-}
-
 /// Closes a connection's channel when its caller is cancelled, whether the
 /// cancellation comes before the channel exists or after.
 private final class ChannelCancellation: Sendable {

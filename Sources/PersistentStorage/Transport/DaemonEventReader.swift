@@ -25,11 +25,11 @@ struct DaemonEventReader {
         case broken(closeCode: WebSocketErrorCode?, reason: String)
     }
 
-    private var frames = WebSocketFrameReader(maximumSize: SessionConnection.maximumMessageSize)
+    private var frames = WebSocketFrameReader(maximumSize: SessionChannel.maximumMessageSize)
     /// Servers may fragment a message (RFC 6455 5.4); the daemon's events are
     /// small, so the whole message is bounded too.
     private var messages = WebSocketMessageAssembler(
-        maximumSize: SessionConnection.maximumMessageSize, maximumFragments: 64, minimumNonFinalFragmentSize: 1)
+        maximumSize: SessionChannel.maximumMessageSize, maximumFragments: 64, minimumNonFinalFragmentSize: 1)
     private let logger: Logger
     /// Set after a close frame or a broken rule: what follows is not read.
     private(set) var stopped = false

@@ -1,7 +1,7 @@
 import NIOCore
 import NIOWebSocket
 
-extension SessionConnection {
+extension SessionChannel {
     /// How long to wait for the daemon's half of the close handshake.
     static let closeHandshakeTimeout = TimeAmount.seconds(1)
 

@@ -1,5 +1,6 @@
 import Glibc
 import PersistentStorageMount
+import PersistentStorageProtocol
 
 /// Everything the daemon can be told, with the reference's defaults.
 ///
@@ -10,7 +11,7 @@ import PersistentStorageMount
 /// try configuration.validate()
 /// ```
 public struct DaemonConfiguration: Sendable, Equatable {
-    public static let defaultSocketPath = "/run/kvmd/pst.sock"
+    public static let defaultSocketPath = defaultDaemonSocketPath
     /// kvmd's default `pst.remount_cmd`, used when none is configured and the
     /// daemon may not remount in-process (not root, no CAP_SYS_ADMIN).
     public static let kvmdDefaultRemountCommand = ["/usr/bin/sudo", "--non-interactive", "/usr/bin/kvmd-helper-pst-remount", "{mode}"]

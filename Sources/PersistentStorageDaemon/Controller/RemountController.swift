@@ -1,3 +1,4 @@
+import KvmdLogging
 import SystemSupport
 import CSystemShims
 import Logging

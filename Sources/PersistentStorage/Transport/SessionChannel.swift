@@ -5,7 +5,7 @@ import NIOWebSocket
 
 /// An upgraded `/ws` connection on which the daemon has granted write
 /// access: the channel, the status that granted it, and the updates after it.
-struct SessionConnection: Sendable {
+struct SessionChannel: Sendable {
     let channel: any Channel
     let firstWritableStatus: StorageStatus
     let updates: StorageEventHandler.Updates
@@ -20,7 +20,7 @@ struct SessionConnection: Sendable {
     /// - Throws: the handshake's ``PersistentStorageError``, or a
     ///   ``WriteAccessWait/Failure`` if write access was not granted (the
     ///   connection is closed then).
-    static func open(to endpoint: DaemonEndpoint, logger: Logger) async throws -> SessionConnection {
+    static func open(to endpoint: DaemonEndpoint, logger: Logger) async throws -> SessionChannel {
         let (updates, continuation) = StorageEventHandler.Updates.makeStream()
         do {
             // The handshake and the wait for write access time themselves
@@ -51,7 +51,7 @@ struct SessionConnection: Sendable {
                 try? await channel.close()
                 throw CancellationError()
             }
-            return SessionConnection(channel: channel, firstWritableStatus: status, updates: updates)
+            return SessionChannel(channel: channel, firstWritableStatus: status, updates: updates)
         } catch {
             continuation.finish()
             throw error

@@ -8,7 +8,7 @@ extension String {
     /// starts a line of the peer's choosing, such as a forged
     /// `-- ERROR -- ...`, and an escape sequence rewrites the terminal.
     /// C1 controls (U+0080-U+009F) count too: some terminals act on them.
-    var escapingControlCharacters: String {
+    package var escapingControlCharacters: String {
         guard unicodeScalars.contains(where: Self.needsEscape) else { return self }
         var escaped = ""
         escaped.reserveCapacity(utf8.count + 8)

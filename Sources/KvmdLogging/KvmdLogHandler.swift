@@ -1,9 +1,10 @@
-import Glibc
 import Logging
+import SystemSupport
 
-/// Log lines the way kvmd writes them to stderr: `--    INFO -- message`,
-/// the level right-aligned to seven characters, metadata appended as
-/// `key=value`. Control characters in the message and the metadata are
+/// Log lines the way kvmd's daemons and `kvmd-pstrun` write them to stderr:
+/// `--    INFO -- message`, the level right-aligned to seven characters
+/// (Python's `%(levelname)7s`, with Python's level names), metadata appended
+/// as `key=value`. Control characters in the message and the metadata are
 /// escaped (``Swift/String/escapingControlCharacters``): every call is one
 /// line, whatever a peer managed to put into it.
 ///
@@ -24,16 +25,18 @@ public struct KvmdLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let name = Self.levelName(event.level)
-        var line = "-- " + String(repeating: " ", count: max(0, 7 - name.count)) + name + " -- " + event.message.description.escapingControlCharacters
+        var line = Self.format(level: event.level, message: event.message.description)
         let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
         if !merged.isEmpty {
             line += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)".escapingControlCharacters }.joined(separator: " ")
         }
-        line += "\n"
-        // One write(2) per line, so lines from several threads never interleave.
-        let bytes = Array(line.utf8)
-        _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        writeToStandardError(line + "\n")
+    }
+
+    /// One line without metadata and newline; control characters in `message` escaped.
+    static func format(level: Logger.Level, message: String) -> String {
+        let name = levelName(level)
+        return "-- " + String(repeating: " ", count: max(0, 7 - name.count)) + name + " -- " + message.escapingControlCharacters
     }
 
     /// Python's level names, which kvmd's format shows.
