@@ -101,6 +101,7 @@ let package = Package(
             dependencies: [
                 "PersistentStorage",
                 "PersistentStorageProtocol",
+                "SystemSupport",
                 "KvmdConfiguration",
                 "CSystemShims",
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import Glibc
+import SystemSupport
 
 /// A process that keeps a filesystem from going read-only, and why.
 public struct BusyHolder: Sendable, Equatable, Codable {
@@ -143,22 +144,6 @@ public struct BusyHolders: Sendable {
     private static func minor(_ device: dev_t) -> UInt64 {
         let value = UInt64(device)
         return (value & 0xff) | ((value >> 12) & ~UInt64(0xff))
-    }
-
-    /// A procfs file, read whole up to `limit` bytes; nil when it is gone.
-    private static func readProcFile(_ path: String, limit: Int) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 16384)
-        while bytes.count < limit {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            bytes += buffer[0..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

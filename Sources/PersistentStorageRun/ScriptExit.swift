@@ -1,3 +1,5 @@
+import SystemSupport
+
 /// How `kvmd-pstrun` reports a script's end, in the shell's convention.
 public enum ScriptExit {
     /// The script never ran: the daemon was unreachable, refused, or timed out.
@@ -10,11 +12,9 @@ public enum ScriptExit {
     /// The exit code for a `waitpid(2)` status: the script's own code, or
     /// 128 + N when signal N killed it.
     public static func code(forWaitStatus status: Int32) -> Int32 {
-        // The layout glibc's WIFEXITED/WEXITSTATUS/WTERMSIG macros decode, which
-        // Swift cannot import: the low 7 bits are the signal (0 = exited
-        // normally), bits 8-15 the exit code.
-        let signal = status & 0x7f
-        if signal == 0 { return (status >> 8) & 0xff }
-        return 128 + signal
+        switch WaitStatus(status) {
+        case .exited(let code): code
+        case .signalled(let signal): 128 + signal
+        }
     }
 }

@@ -61,3 +61,24 @@ package func fileKind(_ mode: mode_t) -> String {
     default: "a regular file"
     }
 }
+
+/// A procfs file (`/proc/PID/comm`, `status`, `fdinfo/N`, `maps`), read whole
+/// up to `limit` bytes; nil when it cannot be opened (the process is gone, or
+/// not ours to look into). procfs makes each read one record, so a file is
+/// read until a read returns nothing. Small files are read into a buffer on
+/// the stack: this runs on the daemon's accept path.
+package func readProcFile(_ path: String, limit: Int = 4096) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: min(limit, 16384)) { buffer -> String in
+        var bytes: [UInt8] = []
+        while bytes.count < limit {
+            let count = read(fd, buffer.baseAddress, min(buffer.count, limit - bytes.count))
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<count]))
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

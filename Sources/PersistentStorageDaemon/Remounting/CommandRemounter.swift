@@ -6,7 +6,7 @@ import Foundation
 #endif
 import Dispatch
 import Glibc
-import Glibc
+import SystemSupport
 import PersistentStorageMount
 import Synchronization
 
@@ -91,13 +91,8 @@ public struct CommandRemounter: StorageRemounter {
 
 /// A child process run to completion with its stderr captured.
 enum ChildProcess {
-    enum Termination: Equatable {
-        case exited(Int32)
-        case signalled(Int32)
-    }
-
     struct Result {
-        var termination: Termination
+        var termination: WaitStatus
         var standardError: String
         /// The command ran out of time and was killed.
         var timedOut: Bool
@@ -181,8 +176,6 @@ enum ChildProcess {
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
 
         let text = String(decoding: captured, as: UTF8.self).trimmingWhitespace()
-        // WIFEXITED / WEXITSTATUS / WTERMSIG are macros Swift cannot import.
-        let termination: Termination = (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
-        return Result(termination: termination, standardError: text, timedOut: timedOut)
+        return Result(termination: WaitStatus(status), standardError: text, timedOut: timedOut)
     }
 }

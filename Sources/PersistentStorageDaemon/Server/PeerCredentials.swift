@@ -1,6 +1,7 @@
 import CSystemShims
 import Glibc
 import NIOCore
+import SystemSupport
 
 /// Who is at the other end of a Unix socket, as the kernel recorded it when
 /// the peer connected (`SO_PEERCRED`): it cannot be forged by the peer.
@@ -22,11 +23,11 @@ struct PeerCredentials: Sendable, CustomStringConvertible {
         self.uid = uid
         self.gid = gid
         // A command name is at most 15 bytes (TASK_COMM_LEN).
-        command = (try? readSmallFile("/proc/\(pid)/comm", maximumSize: 64))?.trimmingWhitespace() ?? "?"
+        command = readProcFile("/proc/\(pid)/comm", limit: 64)?.trimmingWhitespace() ?? "?"
         // Root may always connect (``PeerAuthorization``), so its groups are
         // never asked for; reading and parsing the status file was a large
         // part of the daemon's cost per connection.
-        supplementaryGroups = uid == 0 ? [] : (try? readSmallFile("/proc/\(pid)/status")).map(Self.groups(inStatus:)) ?? []
+        supplementaryGroups = uid == 0 ? [] : readProcFile("/proc/\(pid)/status").map(Self.groups(inStatus:)) ?? []
     }
 
     init(pid: pid_t, uid: uid_t, gid: gid_t, command: String, supplementaryGroups: [gid_t]) {
@@ -67,21 +68,4 @@ struct PeerCredentials: Sendable, CustomStringConvertible {
 
 struct PeerCredentialsUnavailable: Error, CustomStringConvertible {
     var description: String { "the connection is not a Unix socket; its peer cannot be identified" }
-}
-
-/// A whole small file (procfs, sysfs), read with one read(2).
-func readSmallFile(_ path: String, maximumSize: Int = 4096) throws -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw SystemError(errno: errno) }
-    defer { close(fd) }
-    return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maximumSize) { buffer in
-        let count = read(fd, buffer.baseAddress, buffer.count)
-        guard count >= 0 else { throw SystemError(errno: errno) }
-        return String(decoding: UnsafeBufferPointer(rebasing: buffer[0..<count]), as: UTF8.self)
-    }
-}
-
-struct SystemError: Error, CustomStringConvertible {
-    var errno: Int32
-    var description: String { String(cString: strerror(errno)) }
 }
