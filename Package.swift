@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "swift-pst",
-    platforms: [.macOS(.v14)],
+    // Linux only: the modules use Glibc, libmount, syncfs(2) and peer credentials.
     products: [
         .library(name: "PersistentStorage", targets: ["PersistentStorage"]),
         .library(name: "PersistentStorageMount", targets: ["PersistentStorageMount"]),

@@ -6,7 +6,7 @@ import PersistentStorageProtocol
 /// well-formed WebSocket upgrade of `GET /ws` that the daemon would accept,
 /// straight to a session, and hands anything else, unread, to the HTTP
 /// pipeline (NIO's parser, upgrader and our routes), which answers it
-/// exactly as before. It also keeps the request deadline
+/// as any other request. It also keeps the request deadline
 /// (`--http-timeout`, counted from the accept): for a session until the
 /// upgrade, and for HTTP, passing bytes through, until NIO's upgrader
 /// removes it or the plain answer closes the connection.
