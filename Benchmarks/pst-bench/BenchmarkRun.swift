@@ -399,14 +399,14 @@ struct DaemonUnderTest {
     let daemon: DaemonProcess
     let socketPath: String
     let limit: PhysicalLimit
-    let storage: PersistentStorage
+    let storage: PersistentStorageClient
 
     init(fixture: StorageFixture, daemon: DaemonProcess, socketPath: String, limit: PhysicalLimit) {
         self.fixture = fixture
         self.daemon = daemon
         self.socketPath = socketPath
         self.limit = limit
-        storage = PersistentStorage(socketPath: socketPath, timeout: .seconds(10))
+        storage = PersistentStorageClient(socketPath: socketPath, timeout: .seconds(10))
     }
 
     var usage: ProcessUsage { ProcessUsage.of(daemon.pid) }

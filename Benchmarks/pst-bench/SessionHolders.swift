@@ -25,7 +25,7 @@ enum SessionHolders {
 
     /// The child's side: open, report, wait for stdin to close, close, report.
     static func runChild(socketPath: String, count: Int, inFlight: Int, timeout: Duration) async {
-        let storage = PersistentStorage(socketPath: socketPath, timeout: timeout)
+        let storage = PersistentStorageClient(socketPath: socketPath, timeout: timeout)
         let result = await openConcurrently(storage, count: count, inFlight: inFlight)
         if let first = result.failures.first { say("failure \(first.replacingOccurrences(of: "\n", with: " "))") }
         say("opened \(result.failures.count) " + result.latency.microseconds.map { String(Int($0)) }.joined(separator: ","))

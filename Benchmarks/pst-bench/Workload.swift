@@ -59,7 +59,7 @@ final class SessionBudget: Sendable {
 }
 
 /// `clients` tasks that open and close sessions back to back.
-func churn(_ storage: PersistentStorage, clients: Int, budget: SessionBudget) async throws -> (sessions: Int, elapsed: Duration, latency: Samples) {
+func churn(_ storage: PersistentStorageClient, clients: Int, budget: SessionBudget) async throws -> (sessions: Int, elapsed: Duration, latency: Samples) {
     let clock = ContinuousClock()
     let start = clock.now
     var total = 0
@@ -90,7 +90,7 @@ func churn(_ storage: PersistentStorage, clients: Int, budget: SessionBudget) as
 /// Opens `count` sessions at once, or with at most `inFlight` opens
 /// outstanding; every one that opened is returned, and closed again by the
 /// caller, even when others failed.
-func openConcurrently(_ storage: PersistentStorage, count: Int, inFlight: Int = .max) async -> (sessions: [StorageSession], failures: [String], latency: Samples) {
+func openConcurrently(_ storage: PersistentStorageClient, count: Int, inFlight: Int = .max) async -> (sessions: [StorageSession], failures: [String], latency: Samples) {
     let clock = ContinuousClock()
     return await withTaskGroup(of: (Result<StorageSession, any Error>, Duration).self) { group in
         var sessions: [StorageSession] = []

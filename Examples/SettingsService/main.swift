@@ -35,7 +35,7 @@ typealias Settings = [String: String]
 let subdirectory = "settings-service"
 let fileName = "settings.json"
 
-let storage = PersistentStorage(
+let storage = PersistentStorageClient(
     socketPath: ProcessInfo.processInfo.environment["PST_SOCKET"] ?? "/run/kvmd/pst.sock")
 
 /// Reads the settings in `directory`; a missing file means "no settings yet".

@@ -1,4 +1,4 @@
-/// Why a call into ``PersistentStorage`` failed, phrased so that the person
+/// Why a call into ``PersistentStorageClient`` failed, phrased so that the person
 /// reading it knows what to do next.
 ///
 /// ```swift

@@ -5,7 +5,7 @@
 /// two sides cannot drift apart; keys are as on the wire.
 ///
 /// ```swift
-/// let state = try await PersistentStorage().state()
+/// let state = try await PersistentStorageClient().state()
 /// for session in state.sessions ?? [] { print(session.pid, session.command, session.since) }
 /// if let busy = state.busy { print("read-only refused:", busy.map(\.path)) }
 /// ```

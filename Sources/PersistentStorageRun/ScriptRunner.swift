@@ -6,26 +6,26 @@ import PersistentStorage
 /// script runs, and make sure the script stops writing when the session ends.
 ///
 /// ```swift
-/// let runner = ScriptRunner(command: ["/root/test.sh", "--some"], storage: PersistentStorage(), logger: logger)
+/// let runner = ScriptRunner(command: ["/root/test.sh", "--some"], storage: PersistentStorageClient(), logger: logger)
 /// exit(runner.run())
 /// ```
 ///
 /// It runs on the calling thread and starts none: the session is a
 /// `BlockingSession`, and one poll(2) watches it, the signals and the
 /// script. A process that lives for one script has no use for the event
-/// loops and thread pool of ``PersistentStorage/openSession(subdirectory:)``,
+/// loops and thread pool of ``PersistentStorageClient/openSession(subdirectory:)``,
 /// and starting them was half of its run time (Documentation/Benchmarks.md).
 /// So call it from synchronous code (a `main.swift` without `await`), not
 /// from a task.
 public struct ScriptRunner: Sendable {
     /// The program and its arguments; the program is searched in PATH.
     public var command: [String]
-    public var storage: PersistentStorage
+    public var storage: PersistentStorageClient
     public var logger: Logger
     /// How long the script may take to exit after SIGTERM before its group gets SIGKILL.
     public var killGracePeriod: Duration = .seconds(1)
 
-    public init(command: [String], storage: PersistentStorage, logger: Logger) {
+    public init(command: [String], storage: PersistentStorageClient, logger: Logger) {
         precondition(!command.isEmpty, "a command is required")
         self.command = command
         self.storage = storage

@@ -37,7 +37,7 @@ struct StatusCommand: AsyncParsableCommand {
         var daemon: DaemonState?
         var daemonError: String?
         do {
-            daemon = try await PersistentStorage(socketPath: socketPath, timeout: .seconds(3)).state()
+            daemon = try await PersistentStorageClient(socketPath: socketPath, timeout: .seconds(3)).state()
         } catch {
             daemonError = "\(error)"
         }

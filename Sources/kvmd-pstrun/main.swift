@@ -29,6 +29,6 @@ case .run(let arguments):
         logger.error("\(error)")
         exit(1)
     }
-    let storage = PersistentStorage(socketPath: socketPath, timeout: .seconds(arguments.timeout), logger: logger)
+    let storage = PersistentStorageClient(socketPath: socketPath, timeout: .seconds(arguments.timeout), logger: logger)
     exit(ScriptRunner(command: arguments.command, storage: storage, logger: logger).run())
 }

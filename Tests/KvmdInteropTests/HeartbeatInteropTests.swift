@@ -30,7 +30,7 @@ extension KvmdInteropTests {
         func libraryOutlastsHeartbeats() async throws {
             let anchor = try KvmdAnchor.load()
             try await anchor.withDaemon(.kvmd) { _ in
-                let storage = PersistentStorage(socketPath: anchor.socket)
+                let storage = PersistentStorageClient(socketPath: anchor.socket)
                 let clients = try await storage.withWritableStorage { _ in
                     try await Task.sleep(for: .seconds(Self.sessionSeconds))
                     return try await storage.state().clients

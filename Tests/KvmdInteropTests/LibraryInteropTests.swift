@@ -26,7 +26,7 @@ extension KvmdInteropTests {
         func writableBody() async throws {
             let anchor = try KvmdAnchor.load()
             try await anchor.withDaemon(.kvmd) { _ in
-                let storage = PersistentStorage(socketPath: anchor.socket)
+                let storage = PersistentStorageClient(socketPath: anchor.socket)
                 // The library runs in the test's own mount namespace, where
                 // the storage is not mounted; what the body writes goes
                 // through the anchor's namespace.
@@ -45,7 +45,7 @@ extension KvmdInteropTests {
         func revokedByShutdown() async throws {
             let anchor = try KvmdAnchor.load()
             try await anchor.withDaemon(.kvmd) { daemon in
-                let storage = PersistentStorage(socketPath: anchor.socket)
+                let storage = PersistentStorageClient(socketPath: anchor.socket)
                 let (started, startedSink) = AsyncStream<Void>.makeStream()
                 async let outcome: Void = storage.withWritableStorage { _ in
                     startedSink.yield()

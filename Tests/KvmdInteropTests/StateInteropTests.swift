@@ -60,7 +60,7 @@ extension KvmdInteropTests {
         func libraryReadsKvmdState() async throws {
             let anchor = try KvmdAnchor.load()
             try await anchor.withDaemon(.kvmd) { _ in
-                let storage = PersistentStorage(socketPath: anchor.socket)
+                let storage = PersistentStorageClient(socketPath: anchor.socket)
                 let state = try await storage.state()
                 #expect(state.status == StorageStatus(clients: 0, data: .init(path: anchor.mount, writeAllowed: false)))
                 // kvmd's answer has none of swift-pst's additions: absent, not an error (issue 16).

@@ -47,7 +47,7 @@ struct ReferenceDaemonInteropTests {
     @Test("withWritableStorage writes through storage_state, returns the body's value, and the state reads back")
     func libraryWrites() async throws {
         try await withLegacyDaemon { fixture, socketPath, _ in
-            let storage = PersistentStorage(socketPath: socketPath)
+            let storage = PersistentStorageClient(socketPath: socketPath)
             let written = try await storage.withWritableStorage(subdirectory: "interop") { directory in
                 try writeFile("library", to: directory.appending(path: "file").path)
                 return directory.path

@@ -28,7 +28,7 @@ struct ScriptGroupEndTests {
     private static func noSessionLeft(_ socketPath: String, _ fixture: StorageFixture) async -> Bool {
         await eventually {
             guard fixture.state == .readOnly else { return false }
-            return (try? await PersistentStorage(socketPath: socketPath).state().clients) == 0
+            return (try? await PersistentStorageClient(socketPath: socketPath).state().clients) == 0
         }
     }
 

@@ -38,7 +38,7 @@ struct CancellationTests {
         }
     }
 
-    private static func noSessionLeft(_ storage: PersistentStorage, _ fixture: StorageFixture) async -> Bool {
+    private static func noSessionLeft(_ storage: PersistentStorageClient, _ fixture: StorageFixture) async -> Bool {
         await eventually {
             guard fixture.state == .readOnly else { return false }
             return (try? await storage.state().clients) == 0
@@ -49,7 +49,7 @@ struct CancellationTests {
           .enabled(if: RealMounts.enabled))
     func beforeConnecting() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             // Repeated: the old code raced the cancellation against the
             // channel's set-up (an assertion failure in debug builds, or
             // "I/O on closed channel").
@@ -70,7 +70,7 @@ struct CancellationTests {
         let (received, receivedSink) = AsyncStream<Void>.makeStream()
         // A daemon that reads the request and never answers.
         try await CannedAnswerServer.withServer(answer: { _ in receivedSink.yield(); return nil }) { socketPath in
-            let storage = PersistentStorage(socketPath: socketPath, timeout: .seconds(30))
+            let storage = PersistentStorageClient(socketPath: socketPath, timeout: .seconds(30))
             let error = await Self.errorWhenCancelled(after: received) {
                 if request == "GET /ws" {
                     try await storage.withWritableStorage { _ -> Void in Issue.record("the body ran") }
@@ -108,7 +108,7 @@ struct CancellationTests {
                 socketPath: socketPath
             ) { daemon in
                 defer { unlink(gate) }
-                let storage = PersistentStorage(socketPath: socketPath, timeout: .seconds(30))
+                let storage = PersistentStorageClient(socketPath: socketPath, timeout: .seconds(30))
                 #expect(FileManager.default.createFile(atPath: gate, contents: nil))
                 let (remounting, remountingSink) = AsyncStream<Void>.makeStream()
                 let watcher = Task {
@@ -131,7 +131,7 @@ struct CancellationTests {
           .enabled(if: RealMounts.enabled))
     func whileTheBodyRuns() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             let (started, startedSink) = AsyncStream<Void>.makeStream()
             let error = await Self.errorWhenCancelled(after: started) {
                 let value = try await storage.withWritableStorage { _ in

@@ -36,7 +36,7 @@ final class ClientProtocolTests {
             try await session.send(.storage(writeAllowed: true, path: dataPath))
             framesSink.yield(try await session.untilClientCloses())
         }) { socketPath in
-            try await PersistentStorage(socketPath: socketPath).withWritableStorage(subdirectory: "svc/nested") { url in
+            try await PersistentStorageClient(socketPath: socketPath).withWritableStorage(subdirectory: "svc/nested") { url in
                 try Data("x".utf8).write(to: url.appending(path: "file"))
                 return 42
             }
@@ -58,7 +58,7 @@ final class ClientProtocolTests {
             try await session.sendFragmented(.storage(writeAllowed: true, path: dataPath), size: 7)
             try await session.untilClientCloses()
         }) { socketPath in
-            try await PersistentStorage(socketPath: socketPath).withWritableStorage { $0 }
+            try await PersistentStorageClient(socketPath: socketPath).withWritableStorage { $0 }
         }
         #expect(url.path(percentEncoded: false).hasPrefix(dataPath))
     }
@@ -76,7 +76,7 @@ final class ClientProtocolTests {
             }
             // Ending the session tells the client the exchange is over.
         }) { socketPath in
-            let session = try await PersistentStorage(socketPath: socketPath).openSession()
+            let session = try await PersistentStorageClient(socketPath: socketPath).openSession()
             #expect(await session.waitUntilRevoked() == .connectionClosed)
             await session.close()
         }
@@ -98,7 +98,7 @@ final class ClientProtocolTests {
                 try await session.send(.storage(writeAllowed: false, path: dataPath, eventType: "storage_state"))
                 try await session.untilClientCloses()
             }) { socketPath in
-                try await PersistentStorage(socketPath: socketPath).withWritableStorage { url in
+                try await PersistentStorageClient(socketPath: socketPath).withWritableStorage { url in
                     bodyPathSink.yield(url.path(percentEncoded: false))
                     startedSink.yield()
                     try await Task.sleep(for: .seconds(60))
@@ -121,7 +121,7 @@ final class ClientProtocolTests {
                 try await session.send(.storage(writeAllowed: false, path: dataPath))
                 try await session.untilClientCloses()
             }) { socketPath in
-                try await PersistentStorage(socketPath: socketPath).withWritableStorage { _ in
+                try await PersistentStorageClient(socketPath: socketPath).withWritableStorage { _ in
                     startedSink.yield()
                     do {
                         try await Task.sleep(for: .seconds(60))
@@ -145,7 +145,7 @@ final class ClientProtocolTests {
                 for await _ in started { break }
                 // Returning closes the connection without a close frame, like a crash.
             }) { socketPath in
-                try await PersistentStorage(socketPath: socketPath).withWritableStorage { _ in
+                try await PersistentStorageClient(socketPath: socketPath).withWritableStorage { _ in
                     startedSink.yield()
                     try await Task.sleep(for: .seconds(60))
                 }
@@ -162,7 +162,7 @@ final class ClientProtocolTests {
                 try await session.send(.storage(writeAllowed: true, path: dataPath))
                 try await session.untilClientCloses()
             }) { socketPath in
-                try await PersistentStorage(socketPath: socketPath).withWritableStorage { _ in throw BodyFailed() }
+                try await PersistentStorageClient(socketPath: socketPath).withWritableStorage { _ in throw BodyFailed() }
             }
         }
     }
@@ -177,7 +177,7 @@ final class ClientProtocolTests {
             try await ScriptedDaemon.withDaemon(state: state, greeting: .storage(writeAllowed: false, path: dataPath), session: { session in
                 try await session.untilClientCloses()
             }) { socketPath in
-                try await PersistentStorage(socketPath: socketPath, timeout: .seconds(1)).withWritableStorage { _ in }
+                try await PersistentStorageClient(socketPath: socketPath, timeout: .seconds(1)).withWritableStorage { _ in }
             }
         }
     }
@@ -189,7 +189,7 @@ final class ClientProtocolTests {
                 try await session.send(.loop)
                 try await session.untilClientCloses()
             }) { socketPath in
-                try await PersistentStorage(socketPath: socketPath, timeout: .milliseconds(300)).withWritableStorage { _ in }
+                try await PersistentStorageClient(socketPath: socketPath, timeout: .milliseconds(300)).withWritableStorage { _ in }
             }
         } throws: { error in
             guard case PersistentStorageError.timedOut = error else { return false }
@@ -225,7 +225,7 @@ final class ClientProtocolTests {
                 try await misbehave(session)
                 try await session.untilClientCloses()
             }) { socketPath in
-                try await PersistentStorage(socketPath: socketPath).withWritableStorage { _ in }
+                try await PersistentStorageClient(socketPath: socketPath).withWritableStorage { _ in }
             }
         } throws: { error in
             guard case PersistentStorageError.protocolViolation = error else { return false }
@@ -238,7 +238,7 @@ final class ClientProtocolTests {
         var state = ScriptedDaemon.StateAnswer()
         state.body = #"{"ok": true, "result": {"clients": 2, "data": {"path": "/var/lib/kvmd/pst/data", "write_allowed": true}}}"#
         try await ScriptedDaemon.withDaemon(state: state, session: { _ in }) { socketPath in
-            let storage = PersistentStorage(socketPath: socketPath)
+            let storage = PersistentStorageClient(socketPath: socketPath)
             let status = try await storage.state()
             #expect(status.status == StorageStatus(clients: 2, data: .init(path: "/var/lib/kvmd/pst/data", writeAllowed: true)))
             // The reference's answer has none of swift-pst's additions: absent, not an error.
@@ -251,7 +251,7 @@ final class ClientProtocolTests {
     @Test("a missing socket says the daemon is not running")
     func missingSocket() async {
         await #expect(throws: PersistentStorageError.daemonNotRunning(socketPath: "/nonexistent/pst.sock")) {
-            try await PersistentStorage(socketPath: "/nonexistent/pst.sock").state()
+            try await PersistentStorageClient(socketPath: "/nonexistent/pst.sock").state()
         }
     }
 }

@@ -11,7 +11,7 @@ struct RealDaemonLibraryTests {
     /// The storage is read-only again and the daemon counts no client; the
     /// daemon's log is attached when not.
     private func expectNoSessionLeft(
-        _ storage: PersistentStorage, _ fixture: StorageFixture, _ daemon: DaemonProcess,
+        _ storage: PersistentStorageClient, _ fixture: StorageFixture, _ daemon: DaemonProcess,
         sourceLocation: SourceLocation = #_sourceLocation
     ) async {
         let settled = await eventually {
@@ -26,7 +26,7 @@ struct RealDaemonLibraryTests {
     @Test("the body's value is returned, the storage was writable meanwhile, and the session ends")
     func returnsValue() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             let clientsDuring = try await storage.withWritableStorage(subdirectory: "svc") { url in
                 try writeFile("hello", to: url.appending(path: "greeting").path)
                 return try await storage.state().clients
@@ -40,7 +40,7 @@ struct RealDaemonLibraryTests {
     @Test("state() shows swift-pst's additions: remount counts and who holds a session (issue 16)")
     func fullState() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             let during = try await storage.withWritableStorage { _ in try await storage.state() }
             #expect(during.clients == 1)
             #expect(during.remounts?.rw == 2, "start-up and this session")
@@ -58,7 +58,7 @@ struct RealDaemonLibraryTests {
     func rethrowsAndCloses() async throws {
         struct Failed: Error, Equatable {}
         try await withStorageDaemon { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             await #expect(throws: Failed()) {
                 try await storage.withWritableStorage { _ in throw Failed() }
             }
@@ -69,7 +69,7 @@ struct RealDaemonLibraryTests {
     @Test("cancelling the caller cancels the body and ends the session")
     func cancellationCloses() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             let (started, startedSink) = AsyncStream<Void>.makeStream()
             let task = Task {
                 try await storage.withWritableStorage { _ in
@@ -87,7 +87,7 @@ struct RealDaemonLibraryTests {
     @Test("an external read-only remount cancels the body and throws a revocation")
     func externalRemountRevokes() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             await #expect(throws: PersistentStorageError.revoked(.writeNoLongerAllowed)) {
                 try await storage.withWritableStorage { _ in
                     _ = try await SystemCommand.run(["mount", "-o", "remount,ro", fixture.mountPath])
@@ -100,7 +100,7 @@ struct RealDaemonLibraryTests {
     @Test("the daemon dying cancels the body and throws a revocation")
     func daemonDeathRevokes() async throws {
         try await withStorageDaemon { _, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             let started = ContinuousClock.now
             await #expect(throws: PersistentStorageError.revoked(.connectionClosed)) {
                 try await storage.withWritableStorage { _ in
@@ -115,7 +115,7 @@ struct RealDaemonLibraryTests {
     @Test("a bad subdirectory is rejected without opening a session")
     func badSubdirectory() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             await #expect(throws: PersistentStorageError.self) {
                 try await storage.withWritableStorage(subdirectory: "../escape") { _ in }
             }
@@ -126,7 +126,7 @@ struct RealDaemonLibraryTests {
     @Test("nested subdirectories are created; a file in the way is a clear error and the session ends")
     func subdirectoryCreation() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             let url = try await storage.withWritableStorage(subdirectory: "svc/cache/deep") { url in
                 try writeFile("x", to: url.appending(path: "file").path)
                 return url
@@ -152,7 +152,7 @@ struct RealDaemonLibraryTests {
     func connectionErrors() async throws {
         try await withStorageDaemon { fixture, daemon in
             await #expect(throws: PersistentStorageError.daemonNotRunning(socketPath: fixture.directory + "/absent.sock")) {
-                try await PersistentStorage(socketPath: fixture.directory + "/absent.sock").state()
+                try await PersistentStorageClient(socketPath: fixture.directory + "/absent.sock").state()
             }
             // As an unprivileged user, the socket's 0660 mode keeps us out.
             let result = try await SystemCommand.execute(

@@ -12,7 +12,7 @@ struct RefusalTests {
     @Test("a daemon with as many sessions as --max-sessions allows: 503 is daemonUnavailable, and the held session is untouched")
     func fullDaemon() async throws {
         try await withStorageDaemon(extraArguments: ["--max-sessions", "1"]) { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             let held = try await storage.openSession()
             do {
                 try await storage.withWritableStorage { _ -> Void in Issue.record("the body ran") }

@@ -31,7 +31,7 @@ struct StorageSubdirectoryTests {
 
     @Test("the public API rejects a bad subdirectory before contacting the daemon")
     func publicAPIRejectsBeforeConnecting() async {
-        let storage = PersistentStorage(socketPath: "/nonexistent/pst.sock")
+        let storage = PersistentStorageClient(socketPath: "/nonexistent/pst.sock")
         await #expect(throws: PersistentStorageError.invalidSubdirectory("../x", reason: "\"..\" would leave the data directory")) {
             try await storage.withWritableStorage(subdirectory: "../x") { _ in }
         }

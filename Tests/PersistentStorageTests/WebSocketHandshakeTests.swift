@@ -56,7 +56,7 @@ struct WebSocketHandshakeTests {
         try await CannedAnswerServer.withServer(answer: { head in answer(head).map { Array($0.utf8) + trailing } }, thenClose: thenClose) { socketPath in
             if client == .blocking { return await Self.blockingOpenError(socketPath: socketPath, timeout: timeout) }
             do {
-                let session = try await PersistentStorage(socketPath: socketPath, timeout: timeout).openSession()
+                let session = try await PersistentStorageClient(socketPath: socketPath, timeout: timeout).openSession()
                 await session.close()
                 return nil
             } catch let error as PersistentStorageError {

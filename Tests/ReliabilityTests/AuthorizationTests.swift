@@ -110,7 +110,7 @@ extension Reliability {
         @Test("subdirectory arguments cannot leave the data directory, nor can a symlink planted inside it")
         func subdirectoryEscapes() async throws {
             try await withReliabilityBed { bed in
-                let storage = PersistentStorage(socketPath: bed.socketPath, timeout: .seconds(3))
+                let storage = PersistentStorageClient(socketPath: bed.socketPath, timeout: .seconds(3))
                 let before = try bed.remounts()
                 for escape in ["..", "../x", "/etc", "a/../../x", "./..", "a/b/../../..", "//etc", "a/\0/b"] {
                     await #expect(throws: PersistentStorageError.self, "\(escape)") {

@@ -30,7 +30,7 @@ struct DurableOnReturnTests {
     @Test("kvmd-pstrun: the script's file is on the disk when kvmd-pstrun exits, in every run")
     func pstrunReturns() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let holder = try await PersistentStorage(socketPath: daemon.socketPath).openSession()
+            let holder = try await PersistentStorageClient(socketPath: daemon.socketPath).openSession()
             var lost: [Int] = []
             for run in 0..<Self.runs {
                 let result = try await SystemCommand.execute([
@@ -49,7 +49,7 @@ struct DurableOnReturnTests {
     func libraryReturns() async throws {
         struct BodyFailed: Error {}
         try await withStorageDaemon { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             let holder = try await storage.openSession()
             var lost: [Int] = []
             for run in 0..<Self.runs {
@@ -69,7 +69,7 @@ struct DurableOnReturnTests {
     @Test("withWritableStorage: a body cancelled after writing still has its file on the disk when the call returns")
     func cancelledBody() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let storage = PersistentStorage(socketPath: daemon.socketPath)
+            let storage = PersistentStorageClient(socketPath: daemon.socketPath)
             let holder = try await storage.openSession()
             let (written, writtenSink) = AsyncStream<Void>.makeStream()
             let task = Task {
@@ -90,7 +90,7 @@ struct DurableOnReturnTests {
     @Test("DurableFile.write: the new content is on the disk when it returns, while the session stays open")
     func durableFileInOpenSession() async throws {
         try await withStorageDaemon { fixture, daemon in
-            let session = try await PersistentStorage(socketPath: daemon.socketPath).openSession()
+            let session = try await PersistentStorageClient(socketPath: daemon.socketPath).openSession()
             for run in 0..<4 {
                 try DurableFile.write(Data("version \(run)\n".utf8), to: session.url.appending(path: "settings.json"))
                 #expect(try await Self.contentOnDisk(fixture, file: "/settings.json") == "version \(run)\n")

@@ -208,7 +208,7 @@ extension Reliability {
                 #expect(finished.standardError.contains("did not make the storage writable"), "\(finished.standardError)")
                 #expect(finished.standardError.contains("write-protected"), "the refusal should carry the daemon's reason: \(finished.standardError)")
 
-                let storage = PersistentStorage(socketPath: bed.socketPath, timeout: .seconds(2))
+                let storage = PersistentStorageClient(socketPath: bed.socketPath, timeout: .seconds(2))
                 do {
                     try await storage.withWritableStorage { _ in Issue.record("the body must not run") } as Void
                     Issue.record("withWritableStorage should have been refused")
@@ -245,7 +245,7 @@ extension Reliability {
         @Test("an admin remounts RO under open sessions: every withWritableStorage body is cancelled within 1 s and throws a revocation")
         func adminRemountCancelsBodies() async throws {
             try await withReliabilityBed { bed in
-                let storage = PersistentStorage(socketPath: bed.socketPath)
+                let storage = PersistentStorageClient(socketPath: bed.socketPath)
                 let bodies = 5
                 let (started, startedSink) = AsyncStream<Void>.makeStream()
                 let cancelledAt = Recorder<ContinuousClock.Instant>()

@@ -49,7 +49,7 @@ extension Reliability {
         func soak() async throws {
             try await withStorageFixture(.init(sizeMiB: Self.imageMiB)) { fixture in
                 try await withReliabilityBed(on: fixture, arguments: ["--max-sessions", "1000", "--heartbeat", "5"]) { bed in
-                    let storage = PersistentStorage(socketPath: bed.socketPath, timeout: .seconds(30))
+                    let storage = PersistentStorageClient(socketPath: bed.socketPath, timeout: .seconds(30))
                     // Warm up, so idle means "after the first sessions", not "before any allocation".
                     for _ in 0..<20 {
                         try await storage.withWritableStorage(subdirectory: "warmup") { _ in }

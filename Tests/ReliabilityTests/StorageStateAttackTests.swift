@@ -105,7 +105,7 @@ extension Reliability {
                 #expect(!run.standardError.contains("Running the process"))
                 #expect(try String(contentsOfFile: victim.file, encoding: .utf8) == "root's")
 
-                let storage = PersistentStorage(socketPath: bed.socketPath, timeout: .seconds(3))
+                let storage = PersistentStorageClient(socketPath: bed.socketPath, timeout: .seconds(3))
                 do {
                     try await storage.withWritableStorage { _ in Issue.record("the body ran") } as Void
                     Issue.record("withWritableStorage wrote through a link")
@@ -406,7 +406,7 @@ extension Reliability {
                 let error = try #require(bed.state()["error"] as? String)
                 #expect(error.contains("has errors") && error.contains("e2fsck"), "\(error)")
 
-                let storage = PersistentStorage(socketPath: bed.socketPath, timeout: .seconds(2))
+                let storage = PersistentStorageClient(socketPath: bed.socketPath, timeout: .seconds(2))
                 do {
                     try await storage.withWritableStorage { _ in Issue.record("the body must not run") } as Void
                     Issue.record("a session was granted on a filesystem with errors")

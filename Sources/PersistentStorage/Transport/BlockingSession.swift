@@ -43,7 +43,7 @@ package final class BlockingSession {
     }
 
     /// Connects, upgrades `GET /ws`, and waits until the daemon reports the
-    /// storage writable. Like ``PersistentStorage/openSession(subdirectory:)``,
+    /// storage writable. Like ``PersistentStorageClient/openSession(subdirectory:)``,
     /// the upgrade and the wait for write access may take `timeout` each.
     package static func open(socketPath: String, timeout: Duration, logger: Logger) throws(PersistentStorageError) -> BlockingSession {
         let endpoint = DaemonEndpoint(socketPath: socketPath, timeout: timeout)

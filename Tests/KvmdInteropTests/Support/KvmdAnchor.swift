@@ -137,7 +137,7 @@ struct KvmdAnchor: Sendable {
             let running = RunningDaemon(anchor: self, kind: .ours, process: process)
             let serving = await eventually(within: .seconds(30)) {
                 guard process.isRunning else { return true }
-                return (try? await PersistentStorage(socketPath: socket).state()) != nil
+                return (try? await PersistentStorageClient(socketPath: socket).state()) != nil
             }
             guard serving, process.isRunning else {
                 _ = try? await running.stop()

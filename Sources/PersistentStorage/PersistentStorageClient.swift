@@ -11,7 +11,7 @@ import Logging
 /// a session.
 ///
 /// ```swift
-/// let storage = PersistentStorage()      // /run/kvmd/pst.sock, 5 s timeout
+/// let storage = PersistentStorageClient()      // /run/kvmd/pst.sock, 5 s timeout
 /// try await storage.withWritableStorage(subdirectory: "my-service") { directory in
 ///     try settings.write(to: directory.appending(path: "settings.json"), options: .atomic)
 /// }
@@ -21,7 +21,7 @@ import Logging
 ///
 /// Every call connects anew, so a value can be shared freely between tasks.
 /// Failures are ``PersistentStorageError``s.
-public struct PersistentStorage: Sendable {
+public struct PersistentStorageClient: Sendable {
     /// The daemon's socket.
     public let socketPath: String
     /// How long to wait for the daemon: to connect, to answer, and to make the
@@ -40,7 +40,7 @@ public struct PersistentStorage: Sendable {
     ///     most ``maximumTimeout`` (a longer one is taken as that, a negative one as zero).
     ///   - logger: receives debug details of the exchange; silent by default.
     public init(
-        socketPath: String = PersistentStorage.defaultSocketPath,
+        socketPath: String = PersistentStorageClient.defaultSocketPath,
         timeout: Duration = .seconds(5),
         logger: Logger = Logger(label: "PersistentStorage", factory: { _ in SwiftLogNoOpLogHandler() })
     ) {
@@ -57,7 +57,7 @@ public struct PersistentStorage: Sendable {
     /// the storage busy (nil from kvmd's daemon; see ``/PersistentStorageProtocol/DaemonState``).
     ///
     /// ```swift
-    /// let state = try await PersistentStorage().state()
+    /// let state = try await PersistentStorageClient().state()
     /// print(state.clients, state.data.path, state.data.writeAllowed)
     /// ```
     public func state() async throws -> DaemonState {
