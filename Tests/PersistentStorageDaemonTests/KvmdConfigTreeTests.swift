@@ -77,7 +77,7 @@ struct KvmdConfigTreeTests {
         #expect { try configuration(fromYAML: "pst:\n    remount_cmd: sudo, helper\n").validate() } throws: {
             "\($0)".contains("'sudo' is not an absolute path")
         }
-        #expect { try configuration(fromYAML: "pst:\n    remount_cmd: []\n") } throws: { "\($0)".contains("pst.remount_cmd: the command is empty") }
+        #expect { try configuration(fromYAML: "pst:\n    remount_cmd: []\n") } throws: { "\($0)".contains("pst.remount_cmd: the remount command is empty") }
         #expect(try configuration(fromYAML: "pst:\n    server:\n        unix_mode: 0640\n").socketMode == 0o640)
         #expect(try configuration(fromYAML: "pst:\n    server:\n        unix_mode: 416\n").socketMode == 0o640, "decimal, as YAML 1.1 reads it")
         #expect { try configuration(fromYAML: "pst:\n    server:\n        unix_mode: 660\n") } throws: { "\($0)".contains("write 0660") }
@@ -159,7 +159,7 @@ struct KvmdConfigTreeTests {
             "\($0)".hasPrefix("the configuration: pst.server.unix: 'rel.sock' is not an absolute path")
         }
         #expect { try configuration(fromYAML: "pst:\n    remount_cmd: sudo x {mode}\n") } throws: {
-            "\($0)".hasPrefix("the configuration: pst.remount_cmd: the first word 'sudo x {mode}' is not an absolute path")
+            "\($0)".hasPrefix("the configuration: pst.remount_cmd: the remount command's first word 'sudo x {mode}' is not an absolute path")
         }
     }
 

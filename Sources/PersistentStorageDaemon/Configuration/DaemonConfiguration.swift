@@ -72,7 +72,6 @@ public struct DaemonConfiguration: Sendable, Equatable {
         for (name, path) in [("socket path", socketPath), ("fstab path", fstabPath)] {
             try check(!path.utf8.contains(0), "the \(name) contains a NUL byte")
         }
-        try check(!(remountCommand ?? []).contains { $0.utf8.contains(0) }, "the remount command contains a NUL byte")
         try check(socketPath.hasPrefix("/"), "the socket path '\(socketPath)' is not absolute")
         // sun_path holds 108 bytes; the socket is first bound under a staging
         // directory beside the final path, which adds 10.
@@ -86,12 +85,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
         try SettingRange.readOnlyRetryDelay.check(readOnlyRetryDelay, name: "the read-only retry delay")
         try SettingRange.readOnlyCleanupDelay.check(readOnlyCleanupDelay, name: "the read-only cleanup delay")
         try SettingRange.stopTimeout.check(stopTimeout, name: "the stop timeout")
-        if let remountCommand {
-            try check(!remountCommand.isEmpty && !remountCommand[0].isEmpty, "the remount command is empty")
-            // kvmd's rule; a command without {mode} (a no-op such as
-            // /bin/true, which kvmd's maintainers suggest) is accepted too.
-            try check(remountCommand[0].hasPrefix("/"),
-                      "the remount command's first word '\(remountCommand[0])' is not an absolute path")
+        if let remountCommand, let problem = Self.problem(withRemountCommand: remountCommand) {
+            throw DaemonConfigurationError(problem)
         }
         try check(fstabPath.hasPrefix("/"), "the fstab path '\(fstabPath)' is not absolute")
         _ = try SettingRange.maxSessions.check(Double(maxSessions), name: "the maximum number of sessions")
@@ -112,4 +107,19 @@ public struct DaemonConfiguration: Sendable, Equatable {
 public struct DaemonConfigurationError: Error, Equatable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension DaemonConfiguration {
+    /// What is wrong with `command` as a remount command, or nil: the one
+    /// check for the command line, the YAML files and values set in code.
+    /// kvmd's rule: an absolute first word; a command without `{mode}` (a
+    /// no-op such as /bin/true, which kvmd's maintainers suggest) is accepted.
+    static func problem(withRemountCommand command: [String]) -> String? {
+        guard let first = command.first, !first.isEmpty else { return "the remount command is empty" }
+        if command.contains(where: { $0.utf8.contains(0) }) { return "the remount command contains a NUL byte" }
+        guard first.hasPrefix("/") else {
+            return "the remount command's first word '\(SettingRange.shortened(first))' is not an absolute path"
+        }
+        return nil
+    }
 }

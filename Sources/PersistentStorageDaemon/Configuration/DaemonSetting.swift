@@ -133,9 +133,8 @@ extension DaemonSetting {
             } else {
                 words = ConfigurationValue.kvmdCommand(try scalar(node, name))
             }
-            guard !words.isEmpty else { throw DaemonConfigurationError("\(name): the command is empty") }
-            guard words[0].hasPrefix("/"), !words.contains(where: { $0.utf8.contains(0) }) else {
-                throw DaemonConfigurationError("\(name): the first word '\(SettingRange.shortened(words[0]))' is not an absolute path (or a word holds a NUL byte)")
+            if let problem = DaemonConfiguration.problem(withRemountCommand: words) {
+                throw DaemonConfigurationError("\(name): \(problem)")
             }
             configuration.remountCommand = words
         })
