@@ -14,7 +14,11 @@ struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show the storage's mount state, the sessions, remounts, the last error and who holds it busy.",
-        discussion: "Exit status: 0 when the daemon answers, 1 when it answers but the storage is writable with no session, 3 when no daemon answers.")
+        discussion: """
+            Takes the daemon's --socket and --fstab, and kvmd's configuration options (see kvmd-pst --help), to find the socket and the storage as the daemon does.
+
+            Exit status: 0 when the daemon answers, 1 when it answers but the storage is writable with no session, 2 when the options or the fstab are wrong, 3 when no daemon answers (not running, or listening but not answering: then it says so and gives no advice to remount).
+            """)
 
     /// `--socket`, `--fstab` and kvmd's configuration options are the
     /// daemon's own (`kvmd-pst status --socket PATH` works as with `--run`).
@@ -36,14 +40,18 @@ struct StatusCommand: AsyncParsableCommand {
         let mountState = MountedStorage(mountPath: mountPath, fstabPath: settings.fstabPath).state()
         var daemon: DaemonState?
         var daemonError: String?
+        var daemonIsThere = false
         do {
             daemon = try await PersistentStorageClient(socketPath: socketPath, timeout: .seconds(3)).state()
         } catch {
             daemonError = "\(error)"
+            // Only "nothing listens" means no daemon; a timeout, a refusal or
+            // a broken answer comes from one that is there.
+            if case PersistentStorageError.daemonNotRunning = error {} else { daemonIsThere = true }
         }
         let report = StatusReport(
             mountPath: mountPath, mountState: mountState, socketPath: socketPath, daemon: daemon, daemonError: daemonError,
-            now: time(nil))
+            daemonIsThere: daemonIsThere, now: time(nil))
         if json {
             struct Output: Encodable {
                 var mountPath: String
@@ -51,6 +59,17 @@ struct StatusCommand: AsyncParsableCommand {
                 var socketPath: String
                 var daemon: DaemonState?
                 var daemonError: String?
+
+                /// `daemon` and `daemonError` as `null` when absent, as documented.
+                func encode(to encoder: any Encoder) throws {
+                    enum Key: String, CodingKey { case mountPath, mountState, socketPath, daemon, daemonError }
+                    var container = encoder.container(keyedBy: Key.self)
+                    try container.encode(mountPath, forKey: .mountPath)
+                    try container.encode(mountState, forKey: .mountState)
+                    try container.encode(socketPath, forKey: .socketPath)
+                    try container.encode(daemon, forKey: .daemon)
+                    try container.encode(daemonError, forKey: .daemonError)
+                }
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -1,6 +1,7 @@
 import Glibc
-import PersistentStorageProtocol
+import KvmdLogging
 import PersistentStorageMount
+import PersistentStorageProtocol
 
 /// What `kvmd-pst status` tells a person: the mount state from the kernel,
 /// and what the daemon reports (sessions, remounts, the last error, who
@@ -14,15 +15,23 @@ public struct StatusReport: Sendable {
     public var daemon: DaemonState?
     /// Why no daemon answered.
     public var daemonError: String?
+    /// Something listens on the socket but gave no usable answer (timed out,
+    /// refused this user, an answer too large): a daemon runs, and may have
+    /// sessions, so nobody should remount by hand.
+    public var daemonIsThere: Bool
     /// Seconds since the epoch, for "open for 12 s".
     public var now: Int
 
-    public init(mountPath: String, mountState: MountState, socketPath: String, daemon: DaemonState?, daemonError: String?, now: Int) {
+    public init(
+        mountPath: String, mountState: MountState, socketPath: String, daemon: DaemonState?, daemonError: String?,
+        daemonIsThere: Bool = false, now: Int
+    ) {
         self.mountPath = mountPath
         self.mountState = mountState
         self.socketPath = socketPath
         self.daemon = daemon
         self.daemonError = daemonError
+        self.daemonIsThere = daemon != nil || daemonIsThere
         self.now = now
     }
 
@@ -35,30 +44,41 @@ public struct StatusReport: Sendable {
         return 0
     }
 
+    /// For a terminal: every text that came from elsewhere (a peer's command
+    /// name, a file name, the daemon's words) has its control characters
+    /// escaped, so none of it can move the cursor or start a line.
     public var text: String {
-        var lines = ["storage: \(mountPath) is \(mountState) (from the kernel)"]
+        var lines = ["storage: \(mountPath.escapingControlCharacters): \(mountState) (from the kernel)"]
         guard let daemon else {
-            lines.append("daemon: not running: no answer on \(socketPath) (\(daemonError ?? "unknown"))")
+            let reason = (daemonError ?? "unknown").escapingControlCharacters
+            guard !daemonIsThere else {
+                lines.append("daemon: not answering on \(socketPath.escapingControlCharacters): \(reason)")
+                lines.append("  a daemon listens there and may have sessions: do not remount by hand; see systemctl status kvmd-pst and its log")
+                return lines.joined(separator: "\n") + "\n"
+            }
+            lines.append("daemon: not running: no answer on \(socketPath.escapingControlCharacters) (\(reason))")
             if mountState.filesystemIsWritable {
                 lines.append("warning: the storage is writable and no daemon is there to make it read-only again:")
-                lines.append("  start kvmd-pst (systemctl start kvmd-pst), or run: mount -o remount,ro \(mountPath)")
+                lines.append("  start kvmd-pst (systemctl start kvmd-pst), or run: mount -o remount,ro \(mountPath.escapingControlCharacters)")
             }
             return lines.joined(separator: "\n") + "\n"
         }
-        lines.append("daemon: running on \(socketPath); clients get \(daemon.data.path) (writable: \(daemon.data.writeAllowed ? "yes" : "no"))")
+        lines.append("daemon: running on \(socketPath.escapingControlCharacters); clients get \(daemon.data.path.escapingControlCharacters) (writable: \(daemon.data.writeAllowed ? "yes" : "no"))")
         let sessions = daemon.sessions ?? []
         lines.append("sessions: \(daemon.clients)")
         for session in sessions {
-            let who = session.user ?? "uid \(session.uid)"
-            lines.append("  #\(session.id): pid \(session.pid) (\(session.command)), user \(who), open for \(Self.age(since: session.since, now: now))")
+            let who = session.user?.escapingControlCharacters ?? "uid \(session.uid)"
+            lines.append("  #\(session.id): pid \(session.pid) (\(session.command.escapingControlCharacters)), user \(who), open for \(Self.age(since: session.since, now: now))")
         }
         if let remounts = daemon.remounts {
             lines.append("remounts: \(remounts.rw) read-write, \(remounts.ro) read-only, \(remounts.failed) failed")
         }
-        if let error = daemon.error { lines.append("last error: \(error)") }
+        if let error = daemon.error { lines.append("last error: \(error.escapingControlCharacters)") }
         if let busy = daemon.busy, !busy.isEmpty {
             lines.append("busy: the kernel refused to make it read-only because of:")
-            for holder in busy { lines.append("  pid \(holder.pid) (\(holder.command)): \(holder.path), \(holder.why)") }
+            for holder in busy {
+                lines.append("  pid \(holder.pid) (\(holder.command.escapingControlCharacters)): \(holder.path.escapingControlCharacters), \(holder.why.escapingControlCharacters)")
+            }
             lines.append("  the daemon retries by itself; stop or fix these processes (kill PID), then it goes read-only")
         } else if mountState.filesystemIsWritable && daemon.clients == 0 {
             lines.append("warning: the storage is writable with no session; the daemon should make it read-only again within seconds")

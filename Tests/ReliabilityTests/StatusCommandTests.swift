@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import PersistentStorage
 import PersistentStorageTestBed
 import PersistentStorageTestSupport
 import Testing
@@ -19,7 +20,7 @@ struct StatusCommandTests {
             let result = try await Self.status(["--socket", bed.socketPath, "--fstab", bed.fixture.fstabPath])
             #expect(result.status == 0, "\(result.standardOutput)\(result.standardError)")
             let text = result.standardOutput
-            #expect(text.contains("storage: \(bed.fixture.mountPath) is read-write (from the kernel)"), "\(text)")
+            #expect(text.contains("storage: \(bed.fixture.mountPath): read-write (from the kernel)"), "\(text)")
             #expect(text.contains("daemon: running on \(bed.socketPath)"), "\(text)")
             #expect(text.contains("sessions: 1\n  #1: pid \(getpid()) ("), "\(text)")
             #expect(text.contains("user root, open for "), "\(text)")
@@ -39,7 +40,7 @@ struct StatusCommandTests {
             let socket = fixture.directory + "/nobody-here.sock"
             let readOnly = try await Self.status(["--socket", socket, "--fstab", fixture.fstabPath])
             #expect(readOnly.status == 3)
-            #expect(readOnly.standardOutput.contains("storage: \(fixture.mountPath) is read-only"), "\(readOnly.standardOutput)")
+            #expect(readOnly.standardOutput.contains("storage: \(fixture.mountPath): read-only"), "\(readOnly.standardOutput)")
             #expect(readOnly.standardOutput.contains("daemon: not running: no answer on \(socket)"), "\(readOnly.standardOutput)")
             #expect(!readOnly.standardOutput.contains("warning"))
 
@@ -66,6 +67,84 @@ struct StatusCommandTests {
             #expect(result.standardOutput.contains("last error: cannot remount"), "\(result.standardOutput)")
             kill(holder.pid, SIGKILL)
             _ = await holder.finish()
+            #expect(await bed.settlesReadOnlyWithNoSession(within: .seconds(3)))
+        }
+    }
+
+    @Test("a daemon that listens but does not answer (stopped): 'not answering', exit 3, and no advice to remount by hand")
+    func daemonNotAnswering() async throws {
+        try await withReliabilityBed { bed in
+            let session = try bed.openWritableSession()
+            defer { session.close() }
+            kill(bed.daemon.pid, SIGSTOP)
+            defer { kill(bed.daemon.pid, SIGCONT) }
+            let result = try await Self.status(["--socket", bed.socketPath, "--fstab", bed.fixture.fstabPath])
+            kill(bed.daemon.pid, SIGCONT)
+            #expect(result.status == 3, "\(result.standardOutput)")
+            #expect(result.standardOutput.contains("daemon: not answering on \(bed.socketPath): "), "\(result.standardOutput)")
+            #expect(result.standardOutput.contains("do not remount by hand"), "\(result.standardOutput)")
+            #expect(!result.standardOutput.contains("mount -o remount,ro"), "\(result.standardOutput)")
+        }
+    }
+
+    @Test("--json with no daemon: daemon is null, daemonError says why")
+    func jsonWithoutDaemon() async throws {
+        try await withStorageFixture { fixture in
+            let socket = fixture.directory + "/nobody-here.sock"
+            let result = try await Self.status(["--socket", socket, "--fstab", fixture.fstabPath, "--json"])
+            #expect(result.status == 3)
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+            #expect(object.keys.contains("daemon") && object["daemon"] is NSNull, "\(result.standardOutput)")
+            #expect((object["daemonError"] as? String)?.contains("no PST daemon at \(socket)") == true)
+        }
+    }
+
+    @Test("control characters in a peer's command and in a busy file's name are escaped, not sent to the terminal")
+    func escapesPeerText() async throws {
+        try await withReliabilityBed { bed in
+            // A session from a program whose name clears the screen and forges a line.
+            let link = bed.fixture.directory + "/x\u{1B}[2J\nok"
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: BuiltProducts.path(of: "kvmd-pstrun"))
+            let client = try ChildProcess(executable: link, arguments: ["--socket", bed.socketPath, "--", "/bin/sh", "-c", "echo held; exec sleep 30"])
+            defer { kill(client.pid, SIGKILL) }
+            #expect(await client.nextOutputLine() == "held")
+            // A busy holder of a file whose name does the same.
+            let holder = try await ChildProcess.holdingOpenForWriting(bed.fixture.dataPath + "/a\u{1B}[2J\nstorage: fine")
+            defer { kill(holder.pid, SIGKILL) }
+            kill(client.pid, SIGKILL)
+            _ = await client.finish()
+            #expect(try await eventually(within: .seconds(5)) { try bed.state()["busy"] != nil })
+            let result = try await Self.status(["--socket", bed.socketPath, "--fstab", bed.fixture.fstabPath])
+            #expect(!result.standardOutput.contains("\u{1B}"), "\(result.standardOutput)")
+            #expect(result.standardOutput.contains(#"/a\x1b[2J\nstorage: fine, open for writing"#), "\(result.standardOutput)")
+            #expect(!result.standardOutput.split(separator: "\n").contains { $0.hasPrefix("storage: fine") || $0 == "ok)" })
+            kill(holder.pid, SIGKILL)
+            _ = await holder.finish()
+        }
+    }
+
+    @Test("a GET /state answer over 64 KiB (16 busy holders with 4 KiB paths) is read by the library and by status")
+    func largeStateAnswer() async throws {
+        try await withReliabilityBed { bed in
+            let session = try bed.openWritableSession()
+            // A directory chain 16 × 250 bytes deep, 16 files open for writing at its end.
+            var directory = bed.fixture.dataPath
+            for level in 0..<15 { directory += "/" + String(repeating: Character(String(level % 10)), count: 250) }
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            var holders: [ChildProcess] = []
+            defer { for holder in holders { kill(holder.pid, SIGKILL) } }
+            for index in 0..<16 {
+                holders.append(try await ChildProcess.holdingOpenForWriting(directory + "/" + String(repeating: "f", count: 200) + "\(index)"))
+            }
+            session.close()
+            #expect(try await eventually(within: .seconds(5)) { (try bed.state()["busy"] as? [Any])?.count == 16 })
+            let state = try await PersistentStorageClient(socketPath: bed.socketPath).state()
+            #expect(state.busy?.count == 16)
+            let result = try await Self.status(["--socket", bed.socketPath, "--fstab", bed.fixture.fstabPath])
+            #expect(result.status == 1, "\(result.standardOutput.prefix(2000))")
+            #expect(result.standardOutput.components(separatedBy: ", open for writing").count == 17)
+            for holder in holders { kill(holder.pid, SIGKILL) }
+            for holder in holders { _ = await holder.finish() }
             #expect(await bed.settlesReadOnlyWithNoSession(within: .seconds(3)))
         }
     }

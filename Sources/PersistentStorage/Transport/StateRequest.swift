@@ -16,8 +16,10 @@ enum StateRequest {
         case failure(ErrorResult, statusCode: Int)
     }
 
-    /// Bodies of `/state` are a few hundred bytes; anything far larger is not the daemon.
-    static let maximumBodySize = 64 * 1024
+    /// Bounds what a broken or hostile peer can make a client buffer. swift-pst's
+    /// daemon lists every session (about 150 bytes each, up to 100,000 with
+    /// `--max-sessions`) and up to 16 busy holders with paths of up to 4 KiB.
+    static let maximumBodySize = 32 * 1024 * 1024
 
     static func fetch(from endpoint: DaemonEndpoint) async throws -> Answer {
         let channel = try await endpoint.connect { channel, _ in

@@ -168,7 +168,7 @@ extension DaemonSetting {
     public static let maxConnections = count(
         "max-connections", \.maxConnections, range: .maxConnections,
         summary: "The most connections open at once that are not sessions; past it the oldest is closed.",
-        details: "So a flood of idle connections cannot keep well-behaved clients out. Never more than the open-file limit leaves after `--max-sessions` and 64 for the daemon itself.")
+        details: "So a flood of idle connections cannot keep well-behaved clients out. Never more than the open-file limit leaves after `--max-sessions` and 64 for the daemon itself, and never fewer than 16 (a smaller value is raised, and the log says so at start).")
 
     public static let httpTimeout = seconds(
         "http-timeout", kvmdKey: nil, \.httpIdleTimeout, range: .httpTimeout,

@@ -190,9 +190,13 @@ actor RemountController {
     /// The answer of `GET /state`.
     var report: DaemonState {
         let status = status
-        // Names and times are formatted here, when someone asks, never on a session's path.
+        // Names and times are formatted here, when someone asks, never on a
+        // session's path; each uid is looked up once (getpwuid_r reads /etc/passwd).
+        var userNames: [UInt32: String?] = [:]
         let sessions = self.sessions.sorted { $0.key.rawValue < $1.key.rawValue }.map { id, session in
-            session.peer.report(id: id.rawValue, openedAt: session.openedAt)
+            let uid = session.peer.uid
+            if userNames[uid] == nil { userNames[uid] = .some(SessionPeer.userName(uid)) }
+            return session.peer.report(id: id.rawValue, openedAt: session.openedAt, user: userNames[uid]!)
         }
         return DaemonState(
             clients: status.clients, data: status.data, remounts: counters, error: lastFailure, sessions: sessions,

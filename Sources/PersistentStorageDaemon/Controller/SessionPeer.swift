@@ -11,10 +11,9 @@ struct SessionPeer: Sendable, Equatable {
     static let unknown = SessionPeer(pid: 0, uid: 0, command: "?")
 
     /// `GET /state`'s entry for the session `id` this peer opened at `openedAt`
-    /// (seconds since the epoch).
-    func report(id: UInt64, openedAt: Int) -> DaemonState.Session {
-        DaemonState.Session(
-            id: id, pid: pid, uid: uid, user: Self.userName(uid), command: command, since: Self.timestamp(openedAt))
+    /// (seconds since the epoch); `user` is ``userName(_:)`` of its uid.
+    func report(id: UInt64, openedAt: Int, user: String?) -> DaemonState.Session {
+        DaemonState.Session(id: id, pid: pid, uid: uid, user: user, command: command, since: Self.timestamp(openedAt))
     }
 
     /// `seconds` since the epoch as RFC 3339 in UTC (`2026-11-30T16:10:00Z`).

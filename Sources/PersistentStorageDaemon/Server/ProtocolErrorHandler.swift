@@ -29,8 +29,14 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
             context.fireErrorCaught(error)
             return
         }
-        log.info("malformed HTTP request: \(parserError)")
-        metrics?.peerDropped(.protocolError)
+        if parserError == .invalidEOFState {
+            // Not malformed: the connection ended mid-request (the peer hung
+            // up, or the daemon closed it at the request deadline, counted there).
+            log.debug("a connection ended in the middle of a request")
+        } else {
+            log.info("malformed HTTP request: \(parserError)")
+            metrics?.peerDropped(.protocolError)
+        }
         // Only when no other answer is half written; the decoder closes the
         // connection right after this returns, so nothing may be deferred.
         if !responseInProgress {
