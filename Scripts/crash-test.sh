@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# make crash-test: the crash-point replay (root; Documentation/Reliability.md,
+# "Power cuts"). Records real PST workloads on a disk that logs every write
+# and flush (Tests/CrashReplay/recordfs.c, through FUSE), then rebuilds that
+# disk as a power cut would have left it at every flush, every client return
+# and random instants in between, and checks each image
+# (Tests/CrashReplay/crash_replay.py).
+#
+#   PST_CRASH_SEED=N       the seed (default 0xC4A50017; printed)
+#   PST_CRASH_POINTS=N     crash points per mount-option mode (default 1000)
+#   PST_CRASH_BIN=DIR      take kvmd-pst, kvmd-pstrun and SettingsService from
+#                          DIR instead of building them
+#   PST_CRASH_SELFCHECK=1  only the self-check: a fake client that does not
+#                          sync before it reports success; it must be caught
+#                          (this run then fails, as it should)
+#   PST_CRASH_KEEP=1       keep the work directory (logs, images) for a look
+#
+# Without PST_CRASH_SELFCHECK the self-check runs first, as a gate: if the
+# replay cannot catch that client, its "0 lost" means nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "make crash-test needs root: it mounts FUSE, loop devices and ext4" >&2
+    exit 1
+fi
+bash Scripts/install-deps.sh
+
+seed=${PST_CRASH_SEED:-0xC4A50017}
+points=${PST_CRASH_POINTS:-1000}
+if [ -n "${PST_CRASH_BIN:-}" ]; then
+    bin=$PST_CRASH_BIN
+else
+    for product in kvmd-pst kvmd-pstrun SettingsService; do
+        swift build --product "$product" >&2
+    done
+    bin=$(swift build --show-bin-path)
+fi
+for product in kvmd-pst kvmd-pstrun SettingsService; do
+    [ -x "$bin/$product" ] || { echo "no $bin/$product" >&2; exit 1; }
+done
+
+mkdir -p .build/crash-test
+recordfs=.build/crash-test/recordfs
+if [ ! -x "$recordfs" ] || [ Tests/CrashReplay/recordfs.c -nt "$recordfs" ]; then
+    # shellcheck disable=SC2046 # pkg-config's flags are separate words
+    gcc -O2 -Wall -Wextra -Werror -o "$recordfs" Tests/CrashReplay/recordfs.c $(pkg-config --cflags --libs fuse3)
+fi
+recordfs=$PWD/$recordfs
+
+# tmpfs: the disk, its log and every replayed image live in memory.
+work=$(mktemp -d /dev/shm/swift-pst-crash.XXXXXX)
+runner=
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    # The runner is PID 1 of its own PID namespace: killing it kills every
+    # process in there (daemon, clients, recordfs), and with the last of
+    # them its mount namespace and everything mounted in it goes.
+    [ -n "$runner" ] && kill -KILL "$runner" 2>/dev/null && wait "$runner" 2>/dev/null
+    # Loop devices autoclear when their mount goes; one that was attached
+    # but never mounted would not.
+    losetup -a 2>/dev/null | grep -F "$work" | cut -d: -f1 | while read -r device; do
+        losetup -d "$device" 2>/dev/null || true
+    done
+    if [ "${PST_CRASH_KEEP:-0}" = 1 ]; then
+        echo "kept $work" >&2
+    else
+        rm -rf "$work"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# One mode, in fresh mount and PID namespaces. Runs in the background and is
+# waited for, so that the traps above run on ctrl-C or SIGTERM at once.
+replay() {
+    local mode=$1 count=$2 status=0
+    unshare --mount --propagation private --pid --fork --kill-child --mount-proc \
+        python3 Tests/CrashReplay/crash_replay.py --mode "$mode" --work "$work/$mode" \
+        --bin "$bin" --recordfs "$recordfs" --seed "$seed" --points "$count" \
+        --summary "$work/$mode.json" &
+    runner=$!
+    wait "$runner" || status=$?
+    runner=
+    return "$status"
+}
+
+# The last line: the totals of the summaries given (a mode whose workload
+# failed wrote none, and has failed the run already).
+summarize() {
+    python3 - "$@" << 'EOF'
+import json, os, sys
+summaries = [json.load(open(path)) for path in sys.argv[1:] if os.path.exists(path)]
+total = {key: sum(s[key] for s in summaries) for key in ("points", "clean", "lost")}
+print(f"crash points: {total['points']}, fsck clean: {total['clean']}, committed files lost: {total['lost']}")
+EOF
+}
+
+started=$SECONDS
+echo "crash-point replay: seed $seed, $points points per mode, binaries from $bin"
+
+if [ "${PST_CRASH_SELFCHECK:-0}" = 1 ]; then
+    replay selfcheck "$points" && status=0 || status=$?
+    summarize "$work/selfcheck.json"
+    exit "$status"
+fi
+
+status=0
+replay selfcheck 200 || status=$?
+caught=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["lost"])' "$work/selfcheck.json" 2>/dev/null || echo 0)
+if [ "$status" != 1 ] || [ "$caught" = 0 ]; then
+    echo "self-check FAILED: the replay did not catch a client that reports success before syncing" >&2
+    exit 1
+fi
+echo "self-check: the unsynced client was caught ($caught committed files lost), as it must be"
+
+failed=0
+for mode in journal ordered; do
+    replay "$mode" "$points" || failed=1
+done
+echo "runtime: $((SECONDS - started)) s"
+summarize "$work/journal.json" "$work/ordered.json" || failed=1
+exit "$failed"
