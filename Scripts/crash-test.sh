@@ -32,7 +32,8 @@ if [ -n "${PST_CRASH_BIN:-}" ]; then
     bin=$PST_CRASH_BIN
 else
     for product in kvmd-pst kvmd-pstrun SettingsService; do
-        swift build --product "$product" >&2
+        # SettingsService is an example target: a product only implicitly.
+        swift build --product "$product" >&2 || swift build --target "$product" >&2
     done
     bin=$(swift build --show-bin-path)
 fi
@@ -78,10 +79,11 @@ trap 'exit 143' TERM
 # waited for, so that the traps above run on ctrl-C or SIGTERM at once.
 replay() {
     local mode=$1 count=$2 status=0
-    unshare --mount --propagation private --pid --fork --kill-child --mount-proc \
+    shift 2
+    PYTHONDONTWRITEBYTECODE=1 unshare --mount --propagation private --pid --fork --kill-child --mount-proc \
         python3 Tests/CrashReplay/crash_replay.py --mode "$mode" --work "$work/$mode" \
         --bin "$bin" --recordfs "$recordfs" --seed "$seed" --points "$count" \
-        --summary "$work/$mode.json" &
+        --summary "$work/$mode.json" "$@" &
     runner=$!
     wait "$runner" || status=$?
     runner=
@@ -109,7 +111,7 @@ if [ "${PST_CRASH_SELFCHECK:-0}" = 1 ]; then
 fi
 
 status=0
-replay selfcheck 200 || status=$?
+replay selfcheck 200 --show 3 || status=$?
 caught=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["lost"])' "$work/selfcheck.json" 2>/dev/null || echo 0)
 if [ "$status" != 1 ] || [ "$caught" = 0 ]; then
     echo "self-check FAILED: the replay did not catch a client that reports success before syncing" >&2
