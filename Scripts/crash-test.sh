@@ -55,20 +55,27 @@ runner=
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
+    set +e
     # The runner is PID 1 of its own PID namespace: killing it kills every
     # process in there (daemon, clients, recordfs), and with the last of
     # them its mount namespace and everything mounted in it goes.
     [ -n "$runner" ] && kill -KILL "$runner" 2>/dev/null && wait "$runner" 2>/dev/null
+    if [ "${PST_CRASH_KEEP:-0}" = 1 ]; then
+        echo "kept $work" >&2
+    else
+        # The namespace goes a moment after its last process: until then
+        # its mount points in $work are busy.
+        for _ in $(seq 50); do
+            rm -rf "$work" 2>/dev/null && break
+            sleep 0.1
+        done
+        [ -e "$work" ] && echo "could not remove $work" >&2
+    fi
     # Loop devices autoclear when their mount goes; one that was attached
     # but never mounted would not.
     losetup -a 2>/dev/null | grep -F "$work" | cut -d: -f1 | while read -r device; do
         losetup -d "$device" 2>/dev/null || true
     done
-    if [ "${PST_CRASH_KEEP:-0}" = 1 ]; then
-        echo "kept $work" >&2
-    else
-        rm -rf "$work"
-    fi
     exit "$status"
 }
 trap cleanup EXIT
