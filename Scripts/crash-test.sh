@@ -119,12 +119,17 @@ fi
 
 status=0
 replay selfcheck 200 --show 3 || status=$?
-caught=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["lost"])' "$work/selfcheck.json" 2>/dev/null || echo 0)
-if [ "$status" != 1 ] || [ "$caught" = 0 ]; then
-    echo "self-check FAILED: the replay did not catch a client that reports success before syncing" >&2
+# Both fakes must be caught: the files written without a sync (lost at
+# their return) and the in-place rewrite claimed durable (empty between its
+# syncs).
+caught=$(python3 -c 'import json, sys; b = json.load(open(sys.argv[1]))["broken"]
+print(min(b.get("unsynced", 0), b.get("torn.bin", 0)), sum(b.values()))' "$work/selfcheck.json" 2>/dev/null || echo 0 0)
+if [ "$status" != 1 ] || [ "${caught% *}" = 0 ]; then
+    echo "self-check FAILED: the replay did not catch a client that reports success before syncing," \
+        "or a file rewritten in place that claims to be durable" >&2
     exit 1
 fi
-echo "self-check: the unsynced client was caught ($caught committed files lost), as it must be"
+echo "self-check: the fake clients were caught (${caught#* } broken files at the crash points), as they must be"
 
 failed=0
 for mode in journal ordered; do

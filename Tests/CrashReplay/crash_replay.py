@@ -498,6 +498,34 @@ class Recorder:
             self.marker(f"C {call.ident}")
             self.apply(call)
             time.sleep(0.3)
+        # And a file "replaced durably" by rewriting it in place: first
+        # written and synced properly, then truncated, synced, rewritten and
+        # synced. Between the two syncs the disk holds an empty file, which
+        # the old-or-new rule must catch.
+        old_content = self.rng.randbytes(3000)
+        new_content = self.rng.randbytes(5000)
+        path = os.path.join(self.data, "torn.bin")
+        first = self.new_call("a file written and synced (self-check)")
+        first.effects["torn.bin"] = Effect("exact", old_content)
+        self.marker(f"S {first.ident}")
+        with open(path, "wb") as f:
+            f.write(old_content)
+            os.fsync(f.fileno())
+        directory = os.open(self.data, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(directory)
+        os.close(directory)
+        self.marker(f"C {first.ident}")
+        self.apply(first)
+        torn = self.new_call("in-place rewrite claimed durable (self-check)")
+        torn.effects["torn.bin"] = Effect("durable", new_content)
+        self.marker(f"S {torn.ident}")
+        with open(path, "wb") as f:
+            os.fsync(f.fileno())
+            f.write(new_content)
+            f.flush()
+            os.fsync(f.fileno())
+        self.marker(f"C {torn.ident}")
+        self.live["torn.bin"] = new_content
         if holder.wait(20) != 0:
             raise WorkloadError("the holding session failed")
         self.serial()
@@ -897,6 +925,15 @@ def replay(recorder, base, args):
     lost = sum(len(problems) for _, problems, _ in results)
     clean = sum(1 for c, _, _ in results if c)
     replayed = sum(1 for _, _, r in results if r)
+    # Which files broke the contract, by top-level name, for the self-check.
+    by_file = {}
+    for _, problems, _ in results:
+        for problem in problems:
+            top = problem.split(":")[0].split("/")[0]
+            by_file[top] = by_file.get(top, 0) + 1
+    if by_file:
+        log(f"[{args.mode}] broken, by file or directory: "
+            + ", ".join(f"{name}: {count}" for name, count in sorted(by_file.items())))
     for number, point, problems in sorted(failures, key=lambda f: f[0])[:args.show]:
         log(f"[{args.mode}] point {number} ({point.kind}, before log record {point.position}, "
             f"last flush at {point.flushed}, {len(point.extra)} unflushed writes kept):")
@@ -904,7 +941,7 @@ def replay(recorder, base, args):
             log(f"    {problem}")
     return {"mode": args.mode, "points": len(results), "clean": clean, "lost": lost,
             "replayed": replayed, "flushes": counts["flush"], "returns": counts["return"],
-            "writes": writes, "calls": len(recorder.calls), "notes": recorder.notes}
+            "writes": writes, "calls": len(recorder.calls), "notes": recorder.notes, "broken": by_file}
 
 
 def main():
