@@ -873,6 +873,13 @@ def replay(recorder, base, args):
     points = choose_points(records, rng, args.points)
     checker = Checker(recorder, records)
     counts = {k: sum(1 for p in points if p.kind == k) for k in ("flush", "return", "between")}
+    # Returns at which the disk had writes not flushed yet (another session's,
+    # as a call flushes its own before it returns).
+    pending = 0
+    for point in points:
+        if point.kind == "return" and any(records[i][0] in "WZ"
+                                          for i in range(point.flushed + 1, min(point.position, len(records)))):
+            pending += 1
     writes = sum(1 for r in records if r[0] == "W")
     log(f"[{args.mode}] log: {writes} block writes, {sum(1 for r in records if r[0] == 'S')} flushes, "
         f"{len(recorder.calls)} calls; replaying {len(points)} crash points "
@@ -940,7 +947,7 @@ def replay(recorder, base, args):
         for problem in problems[:5]:
             log(f"    {problem}")
     return {"mode": args.mode, "points": len(results), "clean": clean, "lost": lost,
-            "replayed": replayed, "flushes": counts["flush"], "returns": counts["return"],
+            "replayed": replayed, "flushes": counts["flush"], "returns": counts["return"], "returns_pending": pending,
             "writes": writes, "calls": len(recorder.calls), "notes": recorder.notes, "broken": by_file}
 
 

@@ -13,10 +13,11 @@
 // Why this is a faithful disk: with direct I/O off, the loop driver writes
 // into the backing file with buffered writes, and FUSE (without its
 // writeback cache, which is switched off below) sends each of them to us
-// before the write completes; a flush request (REQ_PREFLUSH, and FUA, which
-// the loop driver emulates with a flush) becomes vfs_fsync() on the backing
-// file, which FUSE sends as FSYNC. So a write logged before an fsync is on
-// "the disk" after it; one logged after the last fsync may or may not be.
+// before the write completes. A flush request (REQ_PREFLUSH; and FUA, which
+// a loop device does not offer, its queue/fua being 0, so the block layer
+// follows a FUA write with a flush) becomes vfs_fsync() on the backing file,
+// which FUSE sends as FSYNC. So a write logged before an fsync is on "the
+// disk" after it; one logged after the last fsync may or may not be.
 //
 // It runs single-threaded (-s is added), so the log has one total order.
 //
