@@ -8,6 +8,8 @@
 #
 #   PST_CRASH_SEED=N       the seed (default 0xC4A50017; printed)
 #   PST_CRASH_POINTS=N     crash points per mount-option mode (default 1000)
+#   PST_CRASH_ROUNDS=N     times each mode's workload runs (default 1); every
+#                          flush and return of it is replayed
 #   PST_CRASH_BIN=DIR      take kvmd-pst, kvmd-pstrun and SettingsService from
 #                          DIR instead of building them
 #   PST_CRASH_SELFCHECK=1  only the self-check: a fake client that does not
@@ -28,6 +30,7 @@ bash Scripts/install-deps.sh
 
 seed=${PST_CRASH_SEED:-0xC4A50017}
 points=${PST_CRASH_POINTS:-1000}
+rounds=${PST_CRASH_ROUNDS:-1}
 if [ -n "${PST_CRASH_BIN:-}" ]; then
     bin=$PST_CRASH_BIN
 else
@@ -89,7 +92,7 @@ replay() {
     shift 2
     PYTHONDONTWRITEBYTECODE=1 unshare --mount --propagation private --pid --fork --kill-child --mount-proc \
         python3 Tests/CrashReplay/crash_replay.py --mode "$mode" --work "$work/$mode" \
-        --bin "$bin" --recordfs "$recordfs" --seed "$seed" --points "$count" \
+        --bin "$bin" --recordfs "$recordfs" --seed "$seed" --points "$count" --rounds "$rounds" \
         --summary "$work/$mode.json" "$@" &
     runner=$!
     wait "$runner" || status=$?
@@ -109,7 +112,7 @@ EOF
 }
 
 started=$SECONDS
-echo "crash-point replay: seed $seed, $points points per mode, binaries from $bin"
+echo "crash-point replay: seed $seed, $points points per mode, workload x$rounds, binaries from $bin"
 
 if [ "${PST_CRASH_SELFCHECK:-0}" = 1 ]; then
     replay selfcheck "$points" && status=0 || status=$?

@@ -536,21 +536,22 @@ class Recorder:
             self.serial()
             self.unsynced_writer()
             return
-        for _ in range(6):
-            self.serial()
-        for _ in range(4):
+        for _ in range(self.args.rounds):
+            for _ in range(6):
+                self.serial()
+            for _ in range(4):
+                self.serial_settings()
+            for _ in range(3):
+                self.parallel(scripts=rng.randrange(2, 4), settings=rng.randrange(2, 4))
+            self.busy_read_only()
+            for _ in range(2):
+                self.serial()
+                self.serial_settings()
+            self.daemon_killed()
+            self.parallel(scripts=3, settings=2)
+            for _ in range(3):
+                self.serial()
             self.serial_settings()
-        for _ in range(3):
-            self.parallel(scripts=rng.randrange(2, 4), settings=rng.randrange(2, 4))
-        self.busy_read_only()
-        for _ in range(2):
-            self.serial()
-            self.serial_settings()
-        self.daemon_killed()
-        self.parallel(scripts=3, settings=2)
-        for _ in range(3):
-            self.serial()
-        self.serial_settings()
 
     def record(self):
         base = self.make_base_image()
@@ -960,6 +961,7 @@ def main():
     parser.add_argument("--seed", type=lambda s: int(s, 0), required=True)
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--rounds", type=int, default=1, help="times the workload runs")
     parser.add_argument("--summary", required=True)
     parser.add_argument("--show", type=int, default=10, help="failing points to describe")
     args = parser.parse_args()
@@ -982,6 +984,7 @@ def main():
         log(f"[{args.mode}] {note}")
     log(f"[{args.mode}] crash points: {summary['points']}, fsck clean: {summary['clean']}, "
         f"committed files lost: {summary['lost']} (the journal replayed at {summary['replayed']}; "
+        f"{summary['returns_pending']} of {summary['returns']} returns with another session's writes unflushed; "
         f"recorded in {summary['record_seconds']} s, {summary['seconds']} s in all)")
     with open(args.summary, "w") as f:
         json.dump(summary, f)
