@@ -874,8 +874,9 @@ def replay(recorder, base, args):
     points = choose_points(records, rng, args.points)
     checker = Checker(recorder, records)
     counts = {k: sum(1 for p in points if p.kind == k) for k in ("flush", "return", "between")}
-    # Returns at which the disk had writes not flushed yet (another session's,
-    # as a call flushes its own before it returns).
+    # Returns at which the disk had writes not flushed yet: another
+    # session's, or the daemon's read-only remount under way (a call flushes
+    # its own before it returns).
     pending = 0
     for point in points:
         if point.kind == "return" and any(records[i][0] in "WZ"
@@ -984,7 +985,7 @@ def main():
         log(f"[{args.mode}] {note}")
     log(f"[{args.mode}] crash points: {summary['points']}, fsck clean: {summary['clean']}, "
         f"committed files lost: {summary['lost']} (the journal replayed at {summary['replayed']}; "
-        f"{summary['returns_pending']} of {summary['returns']} returns with another session's writes unflushed; "
+        f"unflushed writes at {summary['returns_pending']} of {summary['returns']} returns; "
         f"recorded in {summary['record_seconds']} s, {summary['seconds']} s in all)")
     with open(args.summary, "w") as f:
         json.dump(summary, f)
