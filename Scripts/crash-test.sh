@@ -12,13 +12,14 @@
 #                          flush and return of it is replayed
 #   PST_CRASH_BIN=DIR      take kvmd-pst, kvmd-pstrun and SettingsService from
 #                          DIR instead of building them
-#   PST_CRASH_SELFCHECK=1  only the self-check: a fake client that does not
-#                          sync before it reports success; it must be caught
-#                          (this run then fails, as it should)
+#   PST_CRASH_SELFCHECK=1  only the self-check: fake clients that break the
+#                          promise (success reported before any sync; a file
+#                          "replaced durably" by rewriting it in place); they
+#                          must be caught (this run then fails, as it should)
 #   PST_CRASH_KEEP=1       keep the work directory (logs, images) for a look
 #
 # Without PST_CRASH_SELFCHECK the self-check runs first, as a gate: if the
-# replay cannot catch that client, its "0 lost" means nothing.
+# replay cannot catch those clients, its "0 lost" means nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
