@@ -477,6 +477,37 @@ class Recorder:
         self.execute(rewrite, command)
         self.apply(rewrite)
 
+    def daemon_killed_under_settings(self, early):
+        """The daemon is killed at a moment of a SettingsService set:
+        before its session, in it or after it. If the call fails it promises
+        nothing, but its file was being replaced durably: the old settings
+        or the new ones, whatever the crash, until the next set."""
+        key = self.rng.choice(["theme", "language", "hostname", "timezone", "motd"])
+        call, command = self.settings_call(key, f"k{self.rng.randrange(10**9)}")
+        call.expect_failure = True
+        before = self.live.get(SETTINGS)
+        self.marker(f"S {call.ident}")
+        client = subprocess.Popen(command, env=dict(os.environ, PST_SOCKET=self.sock),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # A set takes about 60 ms (debug build): `early` 0, 1 and 2 kill the
+        # daemon before its session, about in it, and about after it.
+        delay = 0.005 + 0.03 * early + self.rng.uniform(0, 0.03)
+        time.sleep(delay)
+        self.stop_daemon(signal.SIGKILL)
+        status = client.wait(20)
+        if status == 0:
+            self.marker(f"C {call.ident}")
+        self.start_daemon()
+        wait_for(self.read_only, 10, "the restarted daemon's read-only remount")
+        # What the call left is its new version or the old one; from here
+        # on the model expects the old one or this.
+        with open(os.path.join(self.data, SETTINGS), "rb") as f:
+            call.effects[SETTINGS].content = f.read()
+        self.live[SETTINGS] = call.effects[SETTINGS].content
+        changed = "changed" if self.live[SETTINGS] != before else "left as it was"
+        self.notes.append(f"daemon killed {delay * 1000:.0f} ms into a SettingsService set: "
+                          f"it exited {status}, the settings file {changed}")
+
     def unsynced_writer(self):
         """Self-check: a fake client that writes plain files while another
         session keeps the storage writable, and marks them committed without
@@ -548,6 +579,9 @@ class Recorder:
                 self.serial()
                 self.serial_settings()
             self.daemon_killed()
+            for early in range(3):
+                self.daemon_killed_under_settings(early)
+            self.serial_settings()
             self.parallel(scripts=3, settings=2)
             for _ in range(3):
                 self.serial()
