@@ -8,6 +8,7 @@ namespace (so that every mount and process it leaves behind dies with it):
 
     crash_replay.py --mode journal|ordered|selfcheck --work DIR --bin DIR
                     --recordfs PATH --seed N --points N --summary FILE
+                    [--rounds N] [--jobs N] [--show N]
 
 Record: a 32 MiB ext4 image (base.img) is copied to DIR/disk/image, which
 recordfs (recordfs.c) serves through FUSE and logs every write and fsync of;
