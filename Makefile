@@ -1,5 +1,5 @@
 # The two commands the README starts with, and a few more.
-.PHONY: demo test test-kvmd test-shipped-pstrun docs bench bench-smoke build release clean \
+.PHONY: demo test test-kvmd test-shipped-pstrun crash-test docs bench bench-smoke build release clean \
 	install-files install install-beside-kvmd install-debug uninstall uninstall-beside-kvmd package systemd-check
 
 # The whole thing end to end on a demo PST image (root).
@@ -15,6 +15,13 @@ test:
 # See Documentation/Compatibility.md.
 test-kvmd:
 	bash Scripts/test-kvmd.sh
+
+# Power cuts replayed: a real workload recorded on a disk that logs every
+# write and flush, then rebuilt and checked at every flush and client return
+# (root; about 2 minutes; PST_CRASH_SEED, PST_CRASH_POINTS, PST_CRASH_BIN).
+# See Documentation/Reliability.md, "Power cuts".
+crash-test:
+	bash Scripts/crash-test.sh
 
 # The DocC documentation of the PersistentStorage library; a broken link fails it.
 docs:

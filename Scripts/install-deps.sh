@@ -14,6 +14,10 @@ command -v curl >/dev/null || missing+=(curl)
 # The example tests check the deployment files with the tools a PiKVM reads them with.
 command -v visudo >/dev/null || missing+=(sudo)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# The crash-point replay (make crash-test) builds and mounts a FUSE filesystem.
+command -v fusermount3 >/dev/null || missing+=(fuse3)
+pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev pkg-config)
+command -v gcc >/dev/null || missing+=(gcc)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
