@@ -19,6 +19,10 @@
 // fsynced, renamed over it, the directory fsynced). A reader (and the file
 // after a crash) then sees either the old settings or the new ones, never
 // half of either.
+//
+// Sessions of several processes overlap (the storage is writable for all of
+// them at once), so a read-modify-write of a shared file needs a lock of its
+// own: `set` takes flock(2) on its directory around it.
 
 import Foundation
 import PersistentStorage
@@ -67,6 +71,20 @@ func get(_ key: String?) async throws -> Int32 {
     return 0
 }
 
+/// Runs `body` holding an exclusive flock(2) on `directory` itself. Two
+/// `set`s may hold overlapping sessions (each has its own): without the
+/// lock both read the same file and the later write drops the other's key.
+/// The directory, not a lock file, so nothing is left behind.
+func whileLocked<T>(_ directory: URL, _ body: () throws -> T) throws -> T {
+    let descriptor = open(directory.path(percentEncoded: false), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard descriptor >= 0 else { throw CocoaError(.fileReadUnknown, userInfo: [NSURLErrorKey: directory]) }
+    defer { close(descriptor) }
+    while flock(descriptor, LOCK_EX) != 0 {
+        guard errno == EINTR else { throw CocoaError(.fileWriteUnknown, userInfo: [NSURLErrorKey: directory]) }
+    }
+    return try body()
+}
+
 /// `set KEY VALUE`: a session only if the value changes.
 func set(_ key: String, to value: String) async throws -> Int32 {
     let current = try readSettings(in: try await storage.dataDirectory(subdirectory: subdirectory))
@@ -75,16 +93,18 @@ func set(_ key: String, to value: String) async throws -> Int32 {
         return 0
     }
     try await storage.withWritableStorage(subdirectory: subdirectory) { directory in
-        // Read again inside the session: another process may have written
-        // since we looked.
-        var settings = try readSettings(in: directory)
-        settings[key] = value
-        // Old or new settings after a power cut, never half of either: the
-        // library writes a temporary file, fsyncs it, renames it over the
-        // real one and fsyncs the directory.
-        // Revoked meanwhile (the task is then cancelled): leave the old file.
-        try Task.checkCancellation()
-        try DurableFile.write(try encode(settings), to: directory.appending(path: fileName))
+        try whileLocked(directory) {
+            // Read again inside the session and the lock: another process
+            // may have written since we looked, or be writing now.
+            var settings = try readSettings(in: directory)
+            settings[key] = value
+            // Old or new settings after a power cut, never half of either: the
+            // library writes a temporary file, fsyncs it, renames it over the
+            // real one and fsyncs the directory.
+            // Revoked meanwhile (the task is then cancelled): leave the old file.
+            try Task.checkCancellation()
+            try DurableFile.write(try encode(settings), to: directory.appending(path: fileName))
+        }
     }
     print("saved \(key)")
     return 0

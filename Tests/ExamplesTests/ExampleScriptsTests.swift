@@ -151,6 +151,35 @@ struct ExampleScriptsTests {
         }
     }
 
+    @Test("SettingsService: sets from several processes at once, with overlapping sessions, keep every key")
+    func settingsServiceConcurrentSets() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let runner = ExampleRunner(socketPath: daemon.socketPath)
+            let service = BuiltProducts.path(of: "SettingsService")
+            var expected: [String: String] = [:]
+            for round in 0..<4 {
+                let keys = (0..<4).map { "key\(round)-\($0)" }
+                let processes = try keys.map { key in
+                    let process = Process()
+                    process.executableURL = URL(filePath: service)
+                    process.arguments = ["set", key, "value of \(key)"]
+                    process.environment = runner.environment
+                    process.standardOutput = FileHandle.nullDevice
+                    try process.run()
+                    return process
+                }
+                for process in processes {
+                    process.waitUntilExit()
+                    #expect(process.terminationStatus == 0)
+                }
+                for key in keys { expected[key] = "value of \(key)" }
+            }
+            let file = fixture.dataPath + "/settings-service/settings.json"
+            let saved = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: URL(filePath: file)))
+            #expect(saved == expected, "lost: \(Set(expected.keys).subtracting(saved.keys).sorted())")
+        }
+    }
+
     @Test("SettingsService without a daemon fails with the library's message")
     func settingsServiceWithoutDaemon() throws {
         let runner = ExampleRunner(socketPath: "/nonexistent/pst.sock")
