@@ -133,6 +133,7 @@ let package = Package(
             dependencies: [
                 "PersistentStorageDaemon",
                 "KvmdLogging",
+                "SystemSupport",
                 "PersistentStorage",
                 "PersistentStorageMount",
                 "PersistentStorageVersion",

@@ -6,6 +6,7 @@ import KvmdConfiguration
 import PersistentStorage
 import PersistentStorageDaemon
 import PersistentStorageMount
+import SystemSupport
 
 /// `kvmd-pst status`: who holds the storage, and who blocks it, for a person
 /// (or with `--json` for a script). Asks the running daemon; when none
@@ -17,7 +18,7 @@ struct StatusCommand: AsyncParsableCommand {
         discussion: """
             Takes the daemon's --socket and --fstab, and kvmd's configuration options (see kvmd-pst --help), to find the socket and the storage as the daemon does.
 
-            Exit status: 0 when the daemon answers, 1 when it answers but the storage is writable with no session, 2 when the options or the fstab are wrong, 3 when no daemon answers (not running, or listening but not answering: then it says so and gives no advice to remount).
+            Exit status: 0 when the daemon answers, 1 when it answers but the storage is writable with no session or is not usable (not mounted, covered by another mount, filesystem errors), or the report could not be written, 2 when the options or the fstab are wrong, 3 when no daemon answers (not running, or listening but not answering: then it says so and gives no advice to remount).
             """)
 
     /// `--socket`, `--fstab` and kvmd's configuration options are the
@@ -52,6 +53,7 @@ struct StatusCommand: AsyncParsableCommand {
         let report = StatusReport(
             mountPath: mountPath, mountState: mountState, socketPath: socketPath, daemon: daemon, daemonError: daemonError,
             daemonIsThere: daemonIsThere, now: time(nil))
+        let output: String
         if json {
             struct Output: Encodable {
                 var mountPath: String
@@ -75,9 +77,14 @@ struct StatusCommand: AsyncParsableCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             let data = try encoder.encode(Output(
                 mountPath: mountPath, mountState: "\(mountState)", socketPath: socketPath, daemon: daemon, daemonError: daemonError))
-            print(String(decoding: data, as: UTF8.self))
+            output = String(decoding: data, as: UTF8.self) + "\n"
         } else {
-            print(report.text, terminator: "")
+            output = report.text
+        }
+        // A report nobody received (stdout full or closed) is no success.
+        if let error = writeAll(output, to: STDOUT_FILENO) {
+            writeToStandardError("kvmd-pst status: cannot write the report: \(String(cString: strerror(error)))\n")
+            throw ExitCode(1)
         }
         if report.exitStatus != 0 { throw ExitCode(report.exitStatus) }
     }

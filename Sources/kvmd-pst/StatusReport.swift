@@ -36,11 +36,13 @@ public struct StatusReport: Sendable {
     }
 
     /// 0: a daemon answers and the storage is as it should be; 1: a daemon
-    /// answers but the storage is writable without a session, or busy; 3:
-    /// no daemon answers (like `systemctl status` for a unit not running).
+    /// answers but the storage is writable without a session (busy), or no
+    /// use to clients (not mounted, covered, filesystem errors); 3: no daemon
+    /// answers (like `systemctl status` for a unit not running).
     public var exitStatus: Int32 {
         guard let daemon else { return 3 }
         if mountState.filesystemIsWritable && daemon.clients == 0 { return 1 }
+        if mountState == .notMounted || mountState == .otherFilesystem || mountState == .readOnlyAfterErrors { return 1 }
         return 0
     }
 

@@ -87,6 +87,18 @@ struct StatusCommandTests {
         }
     }
 
+    @Test("a report nobody receives (stdout is /dev/full) exits 1 and says so on stderr")
+    func stdoutFull() async throws {
+        try await withStorageFixture { fixture in
+            let result = try await SystemCommand.execute([
+                "/bin/sh", "-c", "\"$0\" status --socket \"$1\" --fstab \"$2\" > /dev/full",
+                BuiltProducts.path(of: "kvmd-pst"), fixture.directory + "/nobody-here.sock", fixture.fstabPath,
+            ])
+            #expect(result.status == 1, "\(result.standardError)")
+            #expect(result.standardError.contains("cannot write the report: No space left on device"), "\(result.standardError)")
+        }
+    }
+
     @Test("--json with no daemon: daemon is null, daemonError says why")
     func jsonWithoutDaemon() async throws {
         try await withStorageFixture { fixture in
@@ -105,19 +117,22 @@ struct StatusCommandTests {
             // A session from a program whose name clears the screen and forges a line.
             let link = bed.fixture.directory + "/x\u{1B}[2J\nok"
             try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: BuiltProducts.path(of: "kvmd-pstrun"))
-            let client = try ChildProcess(executable: link, arguments: ["--socket", bed.socketPath, "--", "/bin/sh", "-c", "echo held; exec sleep 30"])
+            let client = try ChildProcess(executable: link, arguments: ["--socket", bed.socketPath, "--", "/bin/sh", "-c", "echo held; exec sleep 1"])
             defer { kill(client.pid, SIGKILL) }
             #expect(await client.nextOutputLine() == "held")
             // A busy holder of a file whose name does the same.
             let holder = try await ChildProcess.holdingOpenForWriting(bed.fixture.dataPath + "/a\u{1B}[2J\nstorage: fine")
             defer { kill(holder.pid, SIGKILL) }
-            kill(client.pid, SIGKILL)
+            let withSession = try await Self.status(["--socket", bed.socketPath, "--fstab", bed.fixture.fstabPath])
+            #expect(withSession.standardOutput.contains(#"(x\x1b[2J\nok), user root"#), "\(withSession.standardOutput)")
             _ = await client.finish()
             #expect(try await eventually(within: .seconds(5)) { try bed.state()["busy"] != nil })
-            let result = try await Self.status(["--socket", bed.socketPath, "--fstab", bed.fixture.fstabPath])
-            #expect(!result.standardOutput.contains("\u{1B}"), "\(result.standardOutput)")
-            #expect(result.standardOutput.contains(#"/a\x1b[2J\nstorage: fine, open for writing"#), "\(result.standardOutput)")
-            #expect(!result.standardOutput.split(separator: "\n").contains { $0.hasPrefix("storage: fine") || $0 == "ok)" })
+            let busy = try await Self.status(["--socket", bed.socketPath, "--fstab", bed.fixture.fstabPath])
+            for result in [withSession, busy] {
+                #expect(!result.standardOutput.contains("\u{1B}"), "\(result.standardOutput)")
+                #expect(!result.standardOutput.split(separator: "\n").contains { $0.hasPrefix("storage: fine") || $0.hasPrefix("ok)") })
+            }
+            #expect(busy.standardOutput.contains(#"/a\x1b[2J\nstorage: fine, open for writing"#), "\(busy.standardOutput)")
             kill(holder.pid, SIGKILL)
             _ = await holder.finish()
         }
