@@ -15,8 +15,9 @@ shift || true
 out=.build-fuzz
 mkdir -p "$out/corpus"
 cp -n Fuzz/corpus/* "$out/corpus/" 2>/dev/null || true
-swiftc -sanitize=fuzzer,address -parse-as-library -O -g \
-    Fuzz/StorageEventFuzzer.swift Sources/PersistentStorage/Wire/StorageEvent.swift Sources/PersistentStorage/Wire/StorageStatus.swift \
+swiftc -sanitize=fuzzer,address -parse-as-library -O -g -package-name swift_pst \
+    Fuzz/StorageEventFuzzer.swift Sources/PersistentStorageProtocol/StorageEvent*.swift \
+    Sources/PersistentStorageProtocol/StorageStatus.swift \
     -o "$out/storage-event-fuzzer"
 cd "$out"
 ./storage-event-fuzzer -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 "$@" corpus
