@@ -41,6 +41,7 @@ struct MetricsTests {
             #expect(start.text.contains("# HELP kvmd_pst_sessions_opened_total Sessions opened.\n# TYPE kvmd_pst_sessions_opened_total counter"), "\(start.text)")
             #expect(start["kvmd_pst_sessions"] == 0)
             #expect(start["kvmd_pst_storage_writable"] == 0)
+            #expect(start["kvmd_pst_filesystem_errors"] == 0)
             // The start-up fix step: read-write, then read-only.
             #expect(start[#"kvmd_pst_remounts_total{mode="rw",result="ok"}"#] == 1, "\(start.text)")
             #expect(start[#"kvmd_pst_remounts_total{mode="ro",result="ok"}"#] == 1)

@@ -405,6 +405,9 @@ extension Reliability {
                 refused.close()
                 let error = try #require(bed.state()["error"] as? String)
                 #expect(error.contains("has errors") && error.contains("e2fsck"), "\(error)")
+                let metrics = try MetricsTests.scrape(bed)
+                #expect(metrics["kvmd_pst_filesystem_errors"] == 1, "\(metrics.text)")
+                #expect(metrics["kvmd_pst_storage_writable"] == 0)
 
                 let storage = PersistentStorageClient(socketPath: bed.socketPath, timeout: .seconds(2))
                 do {

@@ -565,6 +565,7 @@ actor RemountController {
         }
         writableSince = mountState.isWritable ? now : nil
         metrics.storageWritable.set(Int64(mountState.isWritable ? 1 : 0))
+        metrics.filesystemErrors.set(Int64(mountState == .readOnlyAfterErrors ? 1 : 0))
     }
 
     // MARK: - Telling sessions

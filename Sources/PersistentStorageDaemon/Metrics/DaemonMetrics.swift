@@ -45,6 +45,7 @@ final class DaemonMetrics: Sendable {
     private let remounts: [RemountMode: (succeeded: Counter, failed: Counter)]
     let busyRetries: Counter
     let storageWritable: Gauge
+    let filesystemErrors: Gauge
     let readWriteSeconds: Counter
     let sessionDuration: DurationHistogram
     let connectionsAccepted: Counter
@@ -73,6 +74,8 @@ final class DaemonMetrics: Sendable {
             "busy_refusals", "total", "Read-only remounts the kernel refused as busy (each is retried)."))
         storageWritable = registry.makeGauge(descriptor: name(
             "storage_writable", "", "1 while the storage is mounted read-write, else 0."))
+        filesystemErrors = registry.makeGauge(descriptor: name(
+            "filesystem_errors", "", "1 while the kernel keeps the storage read-only after filesystem errors (needs e2fsck), else 0."))
         readWriteSeconds = registry.makeCounter(descriptor: name(
             "read_write_seconds", "total", "Time the storage has spent read-write since the daemon started."))
         sessionDuration = registry.makeDurationHistogram(
