@@ -34,6 +34,43 @@ struct StatusCommandTests {
         }
     }
 
+    @Test("sessions from several processes and users: each with its own pid, uid, user and command, in GET /state and in status",
+          .enabled(if: SystemCommand.exists("setpriv")))
+    func severalProcessesAndUsers() async throws {
+        try await withReliabilityBed(arguments: ["--socket-mode", "0660", "--socket-group", "nogroup"]) { bed in
+            // mkdtemp made the fixture's directory 0700; nobody must reach the mount inside.
+            chmod(bed.fixture.directory, 0o755)
+            let script = ["/bin/sh", "-c", "echo held; exec sleep 3"]
+            let asRoot = try ChildProcess(pstrunOn: bed.socketPath, command: script)
+            defer { kill(asRoot.pid, SIGKILL) }
+            // setpriv execs kvmd-pstrun: the pid stays the one started here.
+            let asNobody = try ChildProcess(executable: "/usr/bin/setpriv", arguments: [
+                "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                BuiltProducts.path(of: "kvmd-pstrun"), "--socket", bed.socketPath, "--",
+            ] + script)
+            defer { kill(asNobody.pid, SIGKILL) }
+            #expect(await asRoot.nextOutputLine() == "held")
+            #expect(await asNobody.nextOutputLine() == "held")
+
+            let sessions = try #require(try bed.state()["sessions"] as? [[String: Any]])
+            #expect(sessions.count == 2, "\(sessions)")
+            let root = sessions.first { $0["uid"] as? Int == 0 }
+            let nobody = sessions.first { $0["uid"] as? Int == 65534 }
+            #expect(root?["pid"] as? Int == Int(asRoot.pid) && root?["user"] as? String == "root", "\(sessions)")
+            #expect(nobody?["pid"] as? Int == Int(asNobody.pid) && nobody?["user"] as? String == "nobody", "\(sessions)")
+            #expect(sessions.allSatisfy { $0["command"] as? String == "kvmd-pstrun" }, "\(sessions)")
+
+            let result = try await Self.status(["--socket", bed.socketPath, "--fstab", bed.fixture.fstabPath])
+            #expect(result.status == 0, "\(result.standardOutput)")
+            #expect(result.standardOutput.contains("sessions: 2\n"), "\(result.standardOutput)")
+            #expect(result.standardOutput.contains("pid \(asRoot.pid) (kvmd-pstrun), user root, open for "), "\(result.standardOutput)")
+            #expect(result.standardOutput.contains("pid \(asNobody.pid) (kvmd-pstrun), user nobody, open for "), "\(result.standardOutput)")
+            #expect(await asRoot.finish()?.status == 0)
+            #expect(await asNobody.finish()?.status == 0)
+            #expect(await bed.settlesReadOnlyWithNoSession(within: .seconds(3)))
+        }
+    }
+
     @Test("no daemon: says so, exit 3; and warns when the storage is writable without one")
     func noDaemon() async throws {
         try await withStorageFixture { fixture in
