@@ -554,10 +554,16 @@ actor RemountController {
 
     // MARK: - Metrics
 
+    /// `GET /metrics`' answer, with the time read-write counted up to now.
+    func metricsExposition() -> [UInt8] {
+        accountWritableTime()
+        return metrics.exposition()
+    }
+
     /// Adds the time the storage has been writable since the last call to
     /// ``DaemonMetrics/readWriteSeconds``; called at every change of the
     /// mount state and before the metrics are read.
-    func accountWritableTime() {
+    private func accountWritableTime() {
         let now = ContinuousClock.now
         if let writableSince {
             let elapsed = (now - writableSince).components

@@ -52,25 +52,11 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         let keepAlive = false
         switch path {
         case "/state":
-            guard head.method == .GET else {
-                DaemonResponse.methodNotAllowed(head.method, allowed: "GET").write(to: context, keepAlive: keepAlive)
-                return
-            }
             let controller = controller
-            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.eventLoop.makeFutureWithTask { await controller.report }.whenSuccess { report in
-                DaemonResponse.success(report).write(to: loopBound.value, keepAlive: keepAlive)
-            }
+            answerGET(head, context: context) { .success(await controller.report) }
         case "/metrics":
-            guard head.method == .GET else {
-                DaemonResponse.methodNotAllowed(head.method, allowed: "GET").write(to: context, keepAlive: keepAlive)
-                return
-            }
             let controller = controller
-            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.eventLoop.makeFutureWithTask { await controller.accountWritableTime() }.whenSuccess {
-                DaemonResponse.metrics(metrics.exposition()).write(to: loopBound.value, keepAlive: keepAlive)
-            }
+            answerGET(head, context: context) { .metrics(await controller.metricsExposition()) }
         case "/state/":
             DaemonResponse.permanentRedirect(to: "/state").write(to: context, keepAlive: keepAlive)
         case "/ws":
@@ -93,6 +79,21 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             response.write(to: context, keepAlive: false)
         default:
             DaemonResponse.notFound.write(to: context, keepAlive: keepAlive)
+        }
+    }
+
+    /// A `GET` route whose answer the controller gives: `405` for another
+    /// method, else `answer`'s result once it is ready, then the connection closes.
+    private func answerGET(
+        _ head: HTTPRequestHead, context: ChannelHandlerContext, _ answer: @escaping @Sendable () async -> DaemonResponse
+    ) {
+        guard head.method == .GET else {
+            DaemonResponse.methodNotAllowed(head.method, allowed: "GET").write(to: context, keepAlive: false)
+            return
+        }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.eventLoop.makeFutureWithTask(answer).whenSuccess { response in
+            response.write(to: loopBound.value, keepAlive: false)
         }
     }
 }
