@@ -61,11 +61,10 @@ struct MetricsTests {
             #expect(during[#"kvmd_pst_remounts_total{mode="rw",result="ok"}"#] == 2)
             #expect(during["kvmd_pst_connections"] ?? 0 >= 3, "the two sessions and this scrape")
 
-            if SystemCommand.exists("setpriv") && SystemCommand.exists("curl") {
+            if Reliability.AuthorizationTests.canSwitchUsers {
                 let outsider = { (target: String) throws -> String in
-                    try SystemCommand.execute([
-                        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "curl", "-s", "-o", "/dev/null",
-                        "-w", "%{http_code}", "--max-time", "3", "--unix-socket", bed.socketPath,
+                    try Reliability.AuthorizationTests.asNobody([
+                        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", "--unix-socket", bed.socketPath,
                         "-H", "Upgrade: websocket", "-H", "Connection: Upgrade",
                         "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "-H", "Sec-WebSocket-Version: 13",
                         "http://localhost:0\(target)",
@@ -82,7 +81,7 @@ struct MetricsTests {
             let after = try Self.scrape(bed)
             #expect(after["kvmd_pst_sessions"] == 0)
             #expect(after["kvmd_pst_storage_writable"] == 0)
-            #expect(after[#"kvmd_pst_sessions_refused_total{reason="forbidden"}"#] == (SystemCommand.exists("setpriv") ? 1 : 0))
+            #expect(after[#"kvmd_pst_sessions_refused_total{reason="forbidden"}"#] == (Reliability.AuthorizationTests.canSwitchUsers ? 1 : 0))
             #expect(after[#"kvmd_pst_remounts_total{mode="ro",result="ok"}"#] == 2)
             #expect(after["kvmd_pst_session_duration_seconds_count"] == 2, "\(after.text)")
             #expect(after[#"kvmd_pst_session_duration_seconds_bucket{le="0.1"}"#] == 0, "both were held for 0.3 s or more")
