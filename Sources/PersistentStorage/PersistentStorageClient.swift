@@ -130,24 +130,44 @@ public struct PersistentStorageClient: Sendable {
     /// ``PersistentStorageError/revoked(_:)``; whatever `body` returned or threw
     /// is discarded because its writes may be incomplete.
     ///
-    /// `body` runs in a child task so that a revocation can cancel it without
-    /// cancelling yours; that is why it must be `@Sendable`. From an actor,
-    /// call back into it with `await`.
+    /// `body` runs on the caller's actor, like code written in its place: from
+    /// an actor it may use the actor's state without `await`, and neither
+    /// `body` nor its result need be `Sendable`. It runs in a task of its
+    /// own, so that a revocation can cancel it without cancelling yours.
     ///
-    /// - Returns: what `body` returned.
+    /// ```swift
+    /// actor SettingsStore {
+    ///     var saved = 0
+    ///     func save(_ text: String, with storage: PersistentStorageClient) async throws {
+    ///         try await storage.withWritableStorage(subdirectory: "settings") { directory in
+    ///             try Data(text.utf8).write(to: directory.appending(path: "settings.txt"))
+    ///             saved += 1                       // the actor's state, no await
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    ///
     /// If your task is cancelled, at any stage (connecting, waiting for write
     /// access, or while `body` runs), the session is closed and this throws
     /// `CancellationError`.
     ///
+    /// - Parameters:
+    ///   - subdirectory: a relative path inside the data directory, created
+    ///     if missing, or `nil` for the data directory itself.
+    ///   - isolation: the actor `body` runs on; the caller's, unless given.
+    ///   - body: what to do while the storage is writable, given the
+    ///     directory's URL.
+    /// - Returns: what `body` returned.
     /// - Throws: what `body` threw, a ``PersistentStorageError``, or
     ///   `CancellationError`; ``PersistentStorageError/notDurable(path:reason:)``
     ///   when `body` succeeded but the flush to the disk failed.
-    public func withWritableStorage<T: Sendable>(
+    public func withWritableStorage<T>(
         subdirectory: String? = nil,
-        _ body: @Sendable (URL) async throws -> T
-    ) async throws -> T {
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (URL) async throws -> sending T
+    ) async throws -> sending T {
         let session = try await openSession(subdirectory: subdirectory)
-        let (outcome, revocation) = await session.runRevocably(body)
+        let (outcome, revocation) = await session.runRevocably(isolation: isolation, body)
         // Whatever ended the body, what it wrote is on the disk before the
         // session ends and before this returns (Documentation/Protocol.md).
         var notDurable: PersistentStorageError?

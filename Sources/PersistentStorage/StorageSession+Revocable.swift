@@ -5,48 +5,55 @@ import Foundation
 #endif
 
 extension StorageSession {
-    private enum Finished<T: Sendable>: Sendable {
-        case body(Result<T, any Error>)
-        case revoked(RevocationReason?)
-    }
-
-    /// Runs `body` with this session's URL in a child task, and cancels it if
-    /// write access goes away first.
+    /// Runs `body` with this session's URL, on the caller's actor, in a task
+    /// of its own that is cancelled if write access goes away first.
+    ///
+    /// A task of its own, because a revocation must cancel `body` without
+    /// cancelling the caller's task. Unstructured, because a child task of a
+    /// group cannot take the caller's isolation (and so would require a
+    /// `@Sendable` body); it is awaited before this returns, so `body`
+    /// never outlives the call, and it is cancelled with the caller's task.
     ///
     /// - Returns: `body`'s outcome, and the revocation if one happened before it ended.
-    func runRevocably<T: Sendable>(
-        _ body: @Sendable (URL) async throws -> T
-    ) async -> (Result<T, any Error>, RevocationReason?) {
+    func runRevocably<T>(
+        isolation: isolated (any Actor)?,
+        _ body: (URL) async throws -> sending T
+    ) async -> sending (Result<T, any Error>, RevocationReason?) {
         let url = self.url
-        // The task group guarantees `body` does not outlive this call.
-        return await withoutActuallyEscaping(body) { body in
-            await withTaskGroup(of: Finished<T>.self) { group in
-                group.addTask {
-                    do {
-                        return .body(.success(try await body(url)))
-                    } catch {
-                        return .body(.failure(error))
-                    }
+        let outcome = OutcomeBox<T>()
+        let revocation: RevocationReason? = await withoutActuallyEscaping(body) { body in
+            let bodyTask = Task {
+                // Capturing the isolated parameter runs the task on its actor.
+                _ = isolation
+                do {
+                    outcome.result = .success(try await body(url))
+                } catch {
+                    outcome.result = .failure(error)
                 }
-                group.addTask { .revoked(await self.waitUntilRevoked()) }
-
-                var revocation: RevocationReason?
-                while let finished = await group.next() {
-                    switch finished {
-                    case .body(let outcome):
-                        group.cancelAll()
-                        return (outcome, revocation)
-                    case .revoked(let reason?):
-                        revocation = reason
-                        group.cancelAll()
-                    case .revoked(nil):
-                        // Only cancellation of the whole call ends the watch without
-                        // a reason; the body is cancelled with it and ends soon.
-                        break
-                    }
-                }
-                preconditionFailure("the body's child task always reports an outcome")
             }
+            let watch = Task {
+                // nil once the watch is cancelled: the body ended first.
+                let reason = await self.waitUntilRevoked()
+                if reason != nil { bodyTask.cancel() }
+                return reason
+            }
+            await withTaskCancellationHandler {
+                await bodyTask.value
+            } onCancel: {
+                bodyTask.cancel()
+            }
+            watch.cancel()
+            return await watch.value
         }
+        guard let result = outcome.result else {
+            preconditionFailure("the body's task always reports an outcome")
+        }
+        return (result, revocation)
     }
+}
+
+/// Where the body's task leaves its outcome for the caller, which awaits
+/// the task (on the same actor) before it reads it.
+private final class OutcomeBox<T> {
+    var result: Result<T, any Error>?
 }

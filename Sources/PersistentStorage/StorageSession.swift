@@ -13,7 +13,7 @@ import NIOWebSocket
 /// One open session with the PST daemon: while it is open, the daemon keeps
 /// the storage writable.
 ///
-/// Most code wants ``PersistentStorageClient/withWritableStorage(subdirectory:_:)``,
+/// Most code wants ``PersistentStorageClient/withWritableStorage(subdirectory:isolation:_:)``,
 /// which is built on this type. Use a session directly when a service holds the
 /// storage across several calls, and close it yourself:
 ///
@@ -116,7 +116,7 @@ public final class StorageSession: Sendable {
     /// Flushes everything written to the storage to the disk (syncfs(2)),
     /// on a thread of its own, since the disk may take a while.
     ///
-    /// ``close()`` does this first, and ``PersistentStorageClient/withWritableStorage(subdirectory:_:)``
+    /// ``close()`` does this first, and ``PersistentStorageClient/withWritableStorage(subdirectory:isolation:_:)``
     /// before it returns or throws; call it yourself to make data durable
     /// while the session stays open.
     ///

@@ -112,6 +112,31 @@ struct RealDaemonLibraryTests {
         }
     }
 
+    @Test("from an actor, the body runs on it: its state without await, a result that is not Sendable")
+    func bodyRunsOnTheCallersActor() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let journal = Journal(storage: PersistentStorageClient(socketPath: daemon.socketPath))
+            let receipt = try await journal.append("first")
+            #expect(receipt.line == "first" && receipt.ranOnTheActor)
+            #expect(await journal.lines == ["first"])
+            #expect(try String(contentsOfFile: fixture.dataPath + "/journal/first", encoding: .utf8) == "first")
+            await expectNoSessionLeft(journal.storage, fixture, daemon)
+        }
+    }
+
+    @Test("a body on the caller's actor is still cancelled by a revocation, and the actor is free while it waits")
+    func revocationCancelsABodyOnTheActor() async throws {
+        try await withStorageDaemon { fixture, daemon in
+            let journal = Journal(storage: PersistentStorageClient(socketPath: daemon.socketPath))
+            let holding = Task { try await journal.hold() }
+            // The actor answers while its body sleeps inside the session.
+            #expect(await eventually { await journal.holding })
+            _ = try await SystemCommand.run(["mount", "-o", "remount,ro", fixture.mountPath])
+            await #expect(throws: PersistentStorageError.revoked(.writeNoLongerAllowed)) { try await holding.value }
+            #expect(await journal.bodyWasCancelled)
+        }
+    }
+
     @Test("a bad subdirectory is rejected without opening a session")
     func badSubdirectory() async throws {
         try await withStorageDaemon { fixture, daemon in
@@ -161,6 +186,50 @@ struct RealDaemonLibraryTests {
             )
             #expect(result.status == 1)
             #expect(result.standardError.contains("permission denied on \(daemon.socketPath)"))
+        }
+    }
+}
+
+/// Not `Sendable`: `withWritableStorage` hands it back all the same.
+private final class Receipt {
+    let line: String
+    let ranOnTheActor: Bool
+    init(line: String, ranOnTheActor: Bool) {
+        self.line = line
+        self.ranOnTheActor = ranOnTheActor
+    }
+}
+
+/// A service as an actor, which writes through `withWritableStorage`.
+private actor Journal {
+    let storage: PersistentStorageClient
+    var lines: [String] = []
+    var holding = false
+    var bodyWasCancelled = false
+
+    init(storage: PersistentStorageClient) { self.storage = storage }
+
+    func append(_ line: String) async throws -> sending Receipt {
+        let receipt = try await storage.withWritableStorage(subdirectory: "journal") { directory in
+            try writeFile(line, to: directory.appending(path: line).path)
+            // The actor's state, with no await: the body runs on the actor.
+            lines.append(line)
+            // Swift checks this at run time too: it stops the process if not.
+            preconditionIsolated("the body ran off the actor")
+            return Receipt(line: line, ranOnTheActor: true)
+        }
+        return receipt
+    }
+
+    func hold() async throws {
+        try await storage.withWritableStorage { _ in
+            holding = true
+            do {
+                try await Task.sleep(for: .seconds(60))
+            } catch {
+                bodyWasCancelled = Task.isCancelled
+                throw error
+            }
         }
     }
 }
