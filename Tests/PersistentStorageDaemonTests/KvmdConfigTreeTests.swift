@@ -190,6 +190,17 @@ struct KvmdConfigTreeTests {
         #expect(dump.standardOutput.contains(#"unix: "/tmp/a #b: c.sock""#))
         #expect(dump.standardOutput.contains(#"- "null""#) && dump.standardOutput.contains(#"- "0660""#))
 
+        // C1 controls, line and paragraph separators and a byte order mark
+        // are escaped: PyYAML refuses the first raw, and reads the others as
+        // something else.
+        let oddSocket = "/tmp/a\u{85}b\u{9B}c\u{2028}d\u{2029}e\u{FEFF}f\u{7F}.sock"
+        let odd = try await SystemCommand.execute([BuiltProducts.path(of: "kvmd-pst"), "-m"] + empty + ["--socket", oddSocket])
+        #expect(odd.status == 0, "\(odd.standardError)")
+        #expect(odd.standardOutput.contains(#"unix: "/tmp/a\x85b\x9bc\u2028d\u2029e\ufefff\x7f.sock""#), "\(odd.standardOutput)")
+        try odd.standardOutput.write(toFile: directory + "/odd.yaml", atomically: true, encoding: .utf8)
+        let oddAgain = try await SystemCommand.execute([BuiltProducts.path(of: "kvmd-pst"), "-m", "--config", directory + "/odd.yaml"] + empty)
+        #expect(oddAgain.standardOutput == odd.standardOutput, "\(oddAgain.standardError)")
+
         let full = try await SystemCommand.execute(["/bin/sh", "-c", "\"$0\" -m \"$@\" > /dev/full", BuiltProducts.path(of: "kvmd-pst")] + empty)
         #expect(full.status == 1, "\(full.standardError)")
     }

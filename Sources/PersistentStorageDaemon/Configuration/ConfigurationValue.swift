@@ -84,11 +84,24 @@ public enum ConfigurationValue {
             case "\\": quoted += "\\\\"
             case "\n": quoted += "\\n"
             case "\t": quoted += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                quoted += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+            case _ where Self.mustBeEscapedInYAML(scalar):
+                let hex = String(scalar.value, radix: 16)
+                let digits = scalar.value <= 0xFF ? 2 : 4
+                quoted += (digits == 2 ? "\\x" : "\\u") + String(repeating: "0", count: digits - hex.count) + hex
             default: quoted.unicodeScalars.append(scalar)
             }
         }
         return quoted + "\""
+    }
+
+    /// What a YAML reader refuses raw (C0 and C1 controls, DEL, U+FFFE and
+    /// U+FFFF: outside YAML 1.1's printable set, which PyYAML checks), or
+    /// would read as something else (NEL, U+2028 and U+2029 are line
+    /// breaks, folded to a space inside quotes; a byte order mark may be dropped).
+    private static func mustBeEscapedInYAML(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0..<0x20, 0x7F...0x9F, 0x2028, 0x2029, 0xFEFF, 0xFFFE, 0xFFFF: true
+        default: false
+        }
     }
 }
