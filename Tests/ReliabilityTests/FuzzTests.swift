@@ -14,9 +14,9 @@ import Testing
 extension Reliability {
     /// Structure-aware random testing of everything that parses a peer's bytes:
     /// the event JSON (`StorageEvent(decoding:)`), and the daemon's whole
-    /// per-connection pipeline (NIO's HTTP parser, the upgrade, the WebSocket
-    /// frame decoder and aggregator, the daemon's handlers), exactly as
-    /// `DaemonServer` builds it, on an in-memory channel.
+    /// per-connection pipeline (its request reader and routes, the upgrade,
+    /// the WebSocket framing and message assembly, the session handler),
+    /// exactly as `DaemonServer` builds it, on an in-memory channel.
     ///
     /// Inputs are mutations of valid requests, frames and events, from a seed
     /// (`PST_FUZZ_SEED`) for a bounded time (`PST_FUZZ_SECONDS`, default 10 per
