@@ -68,13 +68,28 @@ package struct RequestHead: Sendable, Equatable {
     /// must accept), `*` for asterisk-form. Not percent-decoded.
     package var path: Substring {
         var rest = target[...]
-        if let colon = rest.firstIndex(of: ":"), colon != rest.startIndex,
-            rest[..<colon].allSatisfy({ $0.isASCII && $0.isLetter }), rest[colon...].hasPrefix("://") {
-            rest = rest[rest.index(colon, offsetBy: 3)...]
+        if let afterScheme = Self.endOfScheme(target.utf8) {
+            rest = rest[String.Index(afterScheme, within: target)!...]
             rest = rest[(rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex)...]
             if rest.isEmpty || rest.first == "?" { return "/" }
         }
         return rest.prefix { $0 != "?" }
+    }
+
+    /// Where an absolute-form target's authority starts, after `scheme://`
+    /// (RFC 3986 3.1: a letter, then letters, digits, `+`, `-`, `.`).
+    private static func endOfScheme<Bytes: Collection<UInt8>>(_ target: Bytes) -> Bytes.Index? {
+        guard let colon = target.firstIndex(of: UInt8(ascii: ":")), colon != target.startIndex,
+            target[..<colon].enumerated().allSatisfy({ offset, byte in
+                isLetter(byte) || (offset > 0 && (digit(byte) != nil || "+-.".utf8.contains(byte)))
+            }),
+            target[colon...].starts(with: "://".utf8)
+        else { return nil }
+        return target.index(colon, offsetBy: 3)
+    }
+
+    private static func isLetter(_ byte: UInt8) -> Bool {
+        (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z")
     }
 
     /// The values of every field called `name` (lowercase), in order.
@@ -139,7 +154,10 @@ package struct RequestHead: Sendable, Equatable {
     private static func requestLine(_ line: ArraySlice<UInt8>) throws(ParseError) -> (String, String, Int) {
         let parts = line.split(separator: UInt8(ascii: " "), maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy(isTokenByte),
-            !parts[1].isEmpty, parts[1].allSatisfy(isTargetByte)
+            !parts[1].isEmpty, parts[1].allSatisfy(isTargetByte),
+            // origin-form, absolute-form or asterisk-form (RFC 9112 3.2);
+            // authority-form is CONNECT's, which the daemon does not serve.
+            parts[1].first == UInt8(ascii: "/") || endOfScheme(parts[1]) != nil || parts[1].elementsEqual("*".utf8)
         else { throw .malformedRequestLine }
         let version = Array(parts[2])
         guard version.count == 8, version.starts(with: "HTTP/".utf8), version[6] == UInt8(ascii: "."),

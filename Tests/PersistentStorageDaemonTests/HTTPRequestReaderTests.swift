@@ -64,6 +64,10 @@ struct HTTPRequestReaderTests {
         ("GET /ws HTTP/1.1", "GET /ws#frag HTTP/1.1", .malformedRequestLine),
         ("GET /ws HTTP/1.1", "GET /w\u{E9}s HTTP/1.1", .malformedRequestLine),
         ("GET /ws HTTP/1.1", "G(T /ws HTTP/1.1", .malformedRequestLine),
+        ("GET /ws HTTP/1.1", "GET ws HTTP/1.1", .malformedRequestLine),
+        ("GET /ws HTTP/1.1", "GET ?ws HTTP/1.1", .malformedRequestLine),
+        ("GET /ws HTTP/1.1", "GET 1http://x/ws HTTP/1.1", .malformedRequestLine),
+        ("GET /ws HTTP/1.1", "GET localhost:80 HTTP/1.1", .malformedRequestLine),
         ("GET /ws HTTP/1.1", "\r\nGET /ws HTTP/1.1", .malformedRequestLine),
         ("GET /ws HTTP/1.1", "GET /ws HTTP/2.0", .unsupportedVersion),
         ("GET /ws HTTP/1.1", "GET /ws HTTP/0.9", .unsupportedVersion),
@@ -95,7 +99,7 @@ struct HTTPRequestReaderTests {
         let paths = [
             "/state": "/state", "/state?x": "/state", "/state?": "/state", "/ws?a=http://x": "/ws",
             "http://localhost/state": "/state", "HTTP://localhost:0/ws?x=1": "/ws", "http://localhost": "/",
-            "http://localhost?x": "/", "/st%61te": "/st%61te", "*": "*", "//state": "//state",
+            "http://localhost?x": "/", "svn+ssh://h/ws": "/ws", "/st%61te": "/st%61te", "*": "*", "//state": "//state",
         ]
         for (target, path) in paths {
             #expect(try Self.parse("GET \(target) HTTP/1.1\r\n\r\n").path == path, "\(target)")
