@@ -11,7 +11,7 @@
 /// - a field is `token ":" OWS value OWS`: no space before the colon, no
 ///   line folded onto the next (obs-fold);
 /// - the body's framing is unambiguous: not both `Content-Length` and
-///   `Transfer-Encoding`, `Content-Length` only digits (equal if repeated),
+///   `Transfer-Encoding`, one `Content-Length` of only digits,
 ///   `Transfer-Encoding` ending in `chunked`; and at most one `Host`.
 ///
 /// ```swift
@@ -176,19 +176,14 @@ package struct RequestHead: Sendable, Equatable {
             guard let last, HTTPHeadScanning.equalsIgnoringCase(last, "chunked") else { throw .ambiguousBody }
             return .chunked
         }
-        var length: Int?
-        for list in lengths {
-            for item in list.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
-                let digits = Self.trimmed(item)
-                // 18 digits cannot overflow an Int.
-                guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ Self.digit($0) != nil }) else { throw .ambiguousBody }
-                let value = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
-                guard length == nil || length == value else { throw .ambiguousBody }
-                length = value
-            }
-        }
-        guard let length, length > 0 else { return .none }
-        return .contentLength(length)
+        // One value, as llhttp insists too: RFC 9110 8.6 lets a recipient
+        // refuse a repeated one, even with equal values.
+        guard let digits = lengths.first?.utf8 else { return .none }
+        // 18 digits cannot overflow an Int.
+        guard lengths.count == 1, !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ Self.digit($0) != nil })
+        else { throw .ambiguousBody }
+        let length = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+        return length > 0 ? .contentLength(length) : .none
     }
 
     private static func digit(_ byte: UInt8) -> Int? {

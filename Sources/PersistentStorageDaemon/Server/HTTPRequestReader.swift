@@ -24,7 +24,7 @@ import PersistentStorageProtocol
 ///
 /// After an answer other than `101` it shuts its side of the socket down
 /// and reads and drops whatever the peer still sends (a body, a second
-/// request) until the peer hangs up or the deadline: closing a Unix socket
+/// request) until the peer hangs up, the deadline, or 1 MiB: closing a Unix socket
 /// that has unread bytes makes the peer's reads fail with `ECONNRESET`, and
 /// a client still sending its body would not get to read the answer.
 final class HTTPRequestReader: ChannelInboundHandler, RemovableChannelHandler {
@@ -48,6 +48,9 @@ final class HTTPRequestReader: ChannelInboundHandler, RemovableChannelHandler {
     /// Set once an answer other than `101` is decided: the rest is dropped.
     private var answered = false
     private var responded = false
+    /// Bytes read and dropped after the answer.
+    private var dropped = 0
+    static let maximumDropped = 1 << 20
     /// The peer has shut its side down (seen only while an answer is awaited).
     private var inputClosed = false
     /// Set while the session's handlers are added and given what was read
@@ -104,14 +107,24 @@ final class HTTPRequestReader: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !answered else { return }
         var bytes = unwrapInboundIn(data)
+        guard !answered else {
+            // Dropped, up to a bound: a peer that keeps sending a body it was
+            // told the daemon does not take only keeps the event loop busy.
+            dropped += bytes.readableBytes
+            if dropped > Self.maximumDropped {
+                log.debug("closing a connection that sent more than \(Self.maximumDropped) bytes after its answer")
+                context.close(promise: nil)
+            }
+            return
+        }
         if received == nil {
             received = bytes
         } else {
             received!.writeBuffer(&bytes)
         }
         guard !handingOver else { return }
+        skipEmptyLines()
         let limit = maximumHeadSize
         let scan = received!.withUnsafeReadableBytes { HTTPHeadScanning.scanRequestHead($0, from: &scanned, limit: limit) }
         switch scan {
@@ -133,6 +146,15 @@ final class HTTPRequestReader: ChannelInboundHandler, RemovableChannelHandler {
             }
             received!.moveReaderIndex(forwardBy: length)
             route(head, context: context)
+        }
+    }
+
+    /// Drops empty lines before the request line, as RFC 9112 2.2 asks of a
+    /// server (and llhttp does): some clients send a CRLF after a body.
+    private func skipEmptyLines() {
+        guard scanned == 0 else { return }
+        while let first = received?.getInteger(at: received!.readerIndex, as: UInt16.self), first == 0x0D0A {
+            received!.moveReaderIndex(forwardBy: 2)
         }
     }
 
