@@ -97,74 +97,97 @@ package struct RequestHead: Sendable, Equatable {
         fields.compactMap { HTTPHeadScanning.equalsIgnoringCase($0.name.utf8, name) ? $0.value : nil }
     }
 
+    /// How many fields are called `name` (lowercase).
+    private func count(of name: StaticString) -> Int {
+        fields.reduce(0) { $0 + (HTTPHeadScanning.equalsIgnoringCase($1.name.utf8, name) ? 1 : 0) }
+    }
+
     /// Whether a field called `name` (lowercase) lists `token` (lowercase)
     /// among its comma-separated values, in any case.
     package func hasToken(_ token: StaticString, inFieldsNamed name: StaticString) -> Bool {
         fields.contains { field in
-            HTTPHeadScanning.equalsIgnoringCase(field.name.utf8, name)
-                && field.value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).contains {
-                    HTTPHeadScanning.equalsIgnoringCase(Self.trimmed($0), token)
-                }
+            guard HTTPHeadScanning.equalsIgnoringCase(field.name.utf8, name) else { return false }
+            var value = field.value
+            return value.withUTF8 { bytes in
+                HTTPHeadScanning.containsToken(token, in: 0..<bytes.count, of: bytes)
+            }
         }
     }
 
     /// Parses `head`, which ends with its blank line (see
     /// ``HTTPHeadScanning/scanRequestHead(_:from:limit:)``).
-    package init(parsing head: some Collection<UInt8>, maximumFieldCount: Int = 256) throws(ParseError) {
-        let bytes = Array(head)
-        var lines: [ArraySlice<UInt8>] = []
-        var start = 0
-        while let cr = bytes[start...].firstIndex(of: 13) {
-            guard cr + 1 < bytes.count, bytes[cr + 1] == 10 else { throw .malformedField }
-            lines.append(bytes[start..<cr])
-            start = cr + 2
-        }
-        guard start == bytes.count, lines.count >= 2, lines.last!.isEmpty else { throw .malformedRequestLine }
-        lines.removeLast()
-        guard !lines[0].contains(10), lines.dropFirst().allSatisfy({ !$0.contains(10) }) else { throw .malformedField }
+    package init(parsing head: [UInt8], maximumFieldCount: Int = 256) throws(ParseError) {
+        self = try head.withUnsafeBufferPointer { bytes throws(ParseError) in try RequestHead(parsing: bytes, maximumFieldCount: maximumFieldCount) }
+    }
 
-        (method, target, minorVersion) = try Self.requestLine(lines[0])
-        guard lines.count - 1 <= maximumFieldCount else { throw .tooManyFields }
+    /// The same, on the bytes in place. Not generic: the daemon calls it
+    /// from another module, where a generic version runs unspecialized.
+    package init(parsing head: UnsafeBufferPointer<UInt8>, maximumFieldCount: Int = 256) throws(ParseError) {
+        var start = 0
+        guard let firstEnd = Self.lineEnd(in: head, from: start) else { throw .malformedRequestLine }
+        (method, target, minorVersion) = try Self.requestLine(UnsafeBufferPointer(rebasing: head[start..<firstEnd]))
+        start = firstEnd + 2
         fields = []
-        fields.reserveCapacity(lines.count - 1)
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
-                line[..<colon].allSatisfy(Self.isTokenByte)
+        fields.reserveCapacity(12)
+        while true {
+            guard let end = Self.lineEnd(in: head, from: start) else { throw .malformedField }
+            defer { start = end + 2 }
+            if end == start { break }  // the blank line
+            guard fields.count < maximumFieldCount else { throw .tooManyFields }
+            let line = head[start..<end]
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > start,
+                head[start..<colon].allSatisfy(Self.isTokenByte)
             else { throw .malformedField }
-            let value = Self.trimmed(line[(colon + 1)...])
-            guard value.allSatisfy(Self.isFieldValueByte) else { throw .malformedField }
-            fields.append(Field(name: String(decoding: line[..<colon], as: UTF8.self), value: String(decoding: value, as: UTF8.self)))
+            let value = HTTPHeadScanning.trimmed(colon + 1..<end, in: head)
+            guard head[value].allSatisfy(Self.isFieldValueByte) else { throw .malformedField }
+            fields.append(Field(
+                name: String(decoding: UnsafeBufferPointer(rebasing: head[start..<colon]), as: UTF8.self),
+                value: String(decoding: UnsafeBufferPointer(rebasing: head[value]), as: UTF8.self)))
         }
+        guard start == head.count else { throw .malformedField }
         body = .none
-        guard values(of: "host").count <= 1 else { throw .duplicateHost }
+        guard count(of: "host") <= 1 else { throw .duplicateHost }
         body = try framing()
+    }
+
+    /// Where the line from `start` ends (its CR), if it ends in CRLF and
+    /// holds no other CR or LF.
+    private static func lineEnd(in head: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        guard start < head.count,
+            let end = head[start...].firstIndex(where: { $0 == 13 || $0 == 10 }),
+            head[end] == 13, end + 1 < head.count, head[end + 1] == 10
+        else { return nil }
+        return end
     }
 
     /// Why `line` (without its CRLF) is not a request line this type takes,
     /// or nil: lets a reader refuse a bad first line before the head ends.
-    package static func requestLineError(_ line: some Collection<UInt8>) -> ParseError? {
+    package static func requestLineError(_ line: UnsafeBufferPointer<UInt8>) -> ParseError? {
         do {
-            _ = try requestLine(ArraySlice(line))
+            _ = try requestLine(line)
             return nil
         } catch {
             return error
         }
     }
 
-    private static func requestLine(_ line: ArraySlice<UInt8>) throws(ParseError) -> (String, String, Int) {
-        let parts = line.split(separator: UInt8(ascii: " "), maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy(isTokenByte),
-            !parts[1].isEmpty, parts[1].allSatisfy(isTargetByte),
+    private static func requestLine(_ line: UnsafeBufferPointer<UInt8>) throws(ParseError) -> (String, String, Int) {
+        guard let firstSpace = line.firstIndex(of: UInt8(ascii: " ")),
+            let secondSpace = line[(firstSpace + 1)...].firstIndex(of: UInt8(ascii: " "))
+        else { throw .malformedRequestLine }
+        let method = UnsafeBufferPointer(rebasing: line[..<firstSpace])
+        let target = UnsafeBufferPointer(rebasing: line[(firstSpace + 1)..<secondSpace])
+        let version = line[(secondSpace + 1)...]
+        guard !method.isEmpty, method.allSatisfy(isTokenByte),
+            !target.isEmpty, target.allSatisfy(isTargetByte),
             // origin-form, absolute-form or asterisk-form (RFC 9112 3.2);
             // authority-form is CONNECT's, which the daemon does not serve.
-            parts[1].first == UInt8(ascii: "/") || endOfScheme(parts[1]) != nil || parts[1].elementsEqual("*".utf8)
-        else { throw .malformedRequestLine }
-        let version = Array(parts[2])
-        guard version.count == 8, version.starts(with: "HTTP/".utf8), version[6] == UInt8(ascii: "."),
-            let major = digit(version[5]), let minor = digit(version[7])
+            target[0] == UInt8(ascii: "/") || endOfScheme(target) != nil || (target.count == 1 && target[0] == UInt8(ascii: "*")),
+            version.count == 8, version.starts(with: "HTTP/".utf8), version[secondSpace + 7] == UInt8(ascii: "."),
+            let major = digit(version[secondSpace + 6]), let minor = digit(version[secondSpace + 8])
         else { throw .malformedRequestLine }
         guard major == 1 else { throw .unsupportedVersion }
-        return (String(decoding: parts[0], as: UTF8.self), String(decoding: parts[1], as: UTF8.self), minor)
+        return (String(decoding: method, as: UTF8.self), String(decoding: target, as: UTF8.self), minor)
     }
 
     private func framing() throws(ParseError) -> Body {

@@ -137,11 +137,13 @@ final class HTTPRequestReader: ChannelInboundHandler, RemovableChannelHandler {
             metrics?.peerDropped(.protocolError)
             respond(.headersTooLarge, context: context)
         case .complete(let length):
-            let head: RequestHead
-            do {
-                head = try RequestHead(parsing: received!.readableBytesView.prefix(length))
-            } catch {
-                refuse(error, context: context)
+            let parsed = received!.withUnsafeReadableBytes { raw in
+                Result { () throws(RequestHead.ParseError) in
+                    try RequestHead(parsing: UnsafeBufferPointer(rebasing: raw.assumingMemoryBound(to: UInt8.self)[..<length]))
+                }
+            }
+            guard case .success(let head) = parsed else {
+                if case .failure(let error) = parsed { refuse(error, context: context) }
                 return
             }
             received!.moveReaderIndex(forwardBy: length)
@@ -163,10 +165,13 @@ final class HTTPRequestReader: ChannelInboundHandler, RemovableChannelHandler {
     /// once rather than when the deadline runs out.
     private func firstLineError() -> RequestHead.ParseError? {
         guard !requestLineChecked, let buffer = received else { return nil }
-        let line = buffer.readableBytesView.prefix(scanned)
-        guard let end = line.firstIndex(of: 13) else { return nil }
-        requestLineChecked = true
-        return RequestHead.requestLineError(line[..<end])
+        let scanned = scanned
+        return buffer.withUnsafeReadableBytes { raw in
+            let line = raw.assumingMemoryBound(to: UInt8.self)[..<scanned]
+            guard let end = line.firstIndex(of: 13) else { return nil }
+            requestLineChecked = true
+            return RequestHead.requestLineError(UnsafeBufferPointer(rebasing: line[..<end]))
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
