@@ -4,10 +4,10 @@
 /// reader may guess differently (request smuggling, RFC 9112 11.2):
 ///
 /// - the request line is `method SP target SP HTTP/d.d CRLF`, single spaces,
-///   a token for the method (case kept: `get` is not `GET`), a target of
-///   RFC 3986's characters without `#`;
+///   a token for the method (case kept: `get` is not `GET`), a target in
+///   origin-, absolute- or asterisk-form of RFC 3986's characters without `#`;
 /// - every line ends in CRLF, no bare LF or CR; no control character but
-///   tab anywhere; no leading empty line;
+///   tab anywhere; no empty line first (a reader skips those, RFC 9112 2.2);
 /// - a field is `token ":" OWS value OWS`: no space before the colon, no
 ///   line folded onto the next (obs-fold);
 /// - the body's framing is unambiguous: not both `Content-Length` and
