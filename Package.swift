@@ -75,7 +75,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The daemon: session registry, remount controller, HTTP + WebSocket server, metrics.
+        // The daemon: session registry, remount controller, HTTP + WebSocket server (its own request reader), metrics.
         .target(
             name: "PersistentStorageDaemon",
             dependencies: [
@@ -87,7 +87,6 @@ let package = Package(
                 "CSystemShims",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,17 +1,15 @@
 import Glibc
 import Logging
 import NIOCore
-import NIOHTTP1
 import NIOPosix
-import NIOWebSocket
 
 /// The HTTP + WebSocket server on the Unix socket.
 ///
 /// Plain SwiftNIO rather than Hummingbird: the daemon needs the kernel's peer
 /// credentials of each accepted socket before any request is read, its own
-/// decoder limits, and control over when the HTTP handlers give way to the
-/// WebSocket ones; all of that is one channel initializer here, and the whole
-/// server is three routes.
+/// limits on a request, and control over when the request reader gives way
+/// to the WebSocket handlers; all of that is one channel initializer here,
+/// and the whole server is three routes.
 final class DaemonServer: Sendable {
     /// What the server needs to know; a subset of ``DaemonConfiguration``.
     struct Settings: Sendable {
@@ -154,16 +152,10 @@ final class DaemonServer: Sendable {
         ListeningSocketFile.remove(socketFile)
     }
 
-    private enum HandlerName {
-        static let fastPath = "pst-upgrade-fast-path"
-        static let protocolErrors = "pst-protocol-errors"
-        static let http = "pst-http"
-        static let httpErrors = "pst-http-close-on-error"
-    }
-
-    /// The pipeline of one connection: the fast path for a session's upgrade,
-    /// which keeps the request deadline and makes way for either the
-    /// session's handlers or the HTTP ones (see ``UpgradeFastPath``).
+    /// The pipeline of one connection: ``WriteBackpressure``, then the
+    /// ``HTTPRequestReader``, which keeps the request deadline, answers
+    /// plain requests, and makes way for the session's handlers after an
+    /// upgrade.
     static func configureConnection(
         _ channel: any Channel, peer: PeerCredentials, peerIsAllowed: Bool,
         settings: Settings, controller: RemountController, heartbeat: Heartbeat? = nil, logger: Logger,
@@ -176,91 +168,18 @@ final class DaemonServer: Sendable {
         // release of it then takes the runtime's slow path (measured: the
         // daemon's CPU per session rose by a tenth).
         let channelID = ObjectIdentifier(channel)
-        let becomeSession: @Sendable () -> Void = {
-            pending?.remove(channelID)
-        }
-        let routes = UpgradeFastPath.Routes(
-            admitsSession: { peerIsAllowed && controller.acceptsSessionsNow },
-            addSessionHandlers: { pipeline in
-                try pipeline.addHandler(WebSocketServerFraming(maximumFrameSize: settings.maxFrameSize))
-                try addSessionHandlers(
-                    to: pipeline, peer: peer, settings: settings, controller: controller, heartbeat: heartbeat, log: log)
-                becomeSession()
-            },
-            addHTTPHandlers: { pipeline in
-                try addHTTPHandlers(
-                    to: pipeline, peer: peer, peerIsAllowed: peerIsAllowed, settings: settings, controller: controller,
-                    heartbeat: heartbeat, log: log, becomeSession: becomeSession)
-            })
         try pipeline.addHandler(
             WriteBackpressure(stallLimit: TimeAmount(settings.writeStallLimit), metrics: controller.metrics, log: log))
         try pipeline.addHandler(
-            UpgradeFastPath(
-                routes: routes, maximumHeadSize: settings.maxRequestHeaderSize,
-                timeout: TimeAmount(settings.httpIdleTimeout), metrics: controller.metrics, logger: logger),
-            name: HandlerName.fastPath)
-    }
-
-    /// After the WebSocket codec: the session, which joins fragmented
-    /// messages and answers frame errors (close code, then hang up).
-    private static func addSessionHandlers(
-        to pipeline: ChannelPipeline.SynchronousOperations, peer: PeerCredentials,
-        settings: Settings, controller: RemountController, heartbeat: Heartbeat?, log: PeerLogger
-    ) throws {
-        try pipeline.addHandler(WebSocketSessionHandler(
-            controller: controller, peer: peer, heartbeat: heartbeat, maximumMessageSize: settings.maxFrameSize, log: log))
-    }
-
-    /// HTTP: NIO's parser and upgrader, then our routes. After an upgrade on
-    /// `/ws` the HTTP handlers are swapped for the session's.
-    private static func addHTTPHandlers(
-        to pipeline: ChannelPipeline.SynchronousOperations, peer: PeerCredentials, peerIsAllowed: Bool,
-        settings: Settings, controller: RemountController, heartbeat: Heartbeat?, log: PeerLogger,
-        becomeSession: @escaping @Sendable () -> Void
-    ) throws {
-        let upgrader = NIOWebSocketServerUpgrader(
-            maxFrameSize: settings.maxFrameSize,
-            // WebSocketSessionHandler answers frame errors itself.
-            automaticErrorHandling: false,
-            shouldUpgrade: { channel, head in
-                guard peerIsAllowed, WebSocketUpgradeRequest.isAcceptable(head) else {
-                    return channel.eventLoop.makeSucceededFuture(nil)
-                }
-                return channel.eventLoop.makeSucceededFuture(controller.acceptsSessionsNow ? HTTPHeaders() : nil)
-            },
-            upgradePipelineHandler: { channel, _ in
-                channel.eventLoop.makeCompletedFuture {
-                    try addSessionHandlers(
-                        to: channel.pipeline.syncOperations, peer: peer, settings: settings, controller: controller,
-                        heartbeat: heartbeat, log: log)
-                    becomeSession()
-                }
-            })
-
-        var limits = NIOHTTPDecoderLimitConfiguration()
-        limits.maxHeaderListSize = settings.maxRequestHeaderSize
-        limits.maxHeaderFieldSize = settings.maxRequestHeaderSize
-        limits.maxHeaderFieldCount = 256
-        try pipeline.configureHTTPServerPipeline(
-            withServerUpgrade: (
-                upgraders: [upgrader],
-                completionHandler: { context in
-                    // Runs before the WebSocket handlers are added: the HTTP
-                    // handlers must be gone so frames never reach them.
-                    let pipeline = context.pipeline.syncOperations
-                    for name in [HandlerName.fastPath, HandlerName.protocolErrors, HandlerName.http, HandlerName.httpErrors] {
-                        pipeline.removeHandler(name: name, promise: nil)
-                    }
-                }
-            ),
-            withErrorHandling: false,
-            withOutboundHeaderValidation: true,
-            withEncoderConfiguration: .init(),
-            withDecoderLimitConfiguration: limits)
-        try pipeline.addHandler(ProtocolErrorHandler(log: log, metrics: controller.metrics), name: HandlerName.protocolErrors)
-        try pipeline.addHandler(
-            HTTPRequestHandler(controller: controller, peer: peer, peerIsAllowed: peerIsAllowed, log: log),
-            name: HandlerName.http)
-        try pipeline.addHandler(CloseOnErrorHandler(log: log), name: HandlerName.httpErrors)
+            HTTPRequestReader(
+                routes: HTTPRoutes(controller: controller, peerIsAllowed: peerIsAllowed, log: log),
+                addSessionHandlers: { pipeline in
+                    try pipeline.addHandler(WebSocketServerFraming(maximumFrameSize: settings.maxFrameSize))
+                    try pipeline.addHandler(WebSocketSessionHandler(
+                        controller: controller, peer: peer, heartbeat: heartbeat, maximumMessageSize: settings.maxFrameSize, log: log))
+                    pending?.remove(channelID)
+                },
+                maximumHeadSize: settings.maxRequestHeaderSize, timeout: TimeAmount(settings.httpIdleTimeout),
+                metrics: controller.metrics, log: log))
     }
 }

@@ -2,16 +2,17 @@ import NIOCore
 import NIOWebSocket
 import PersistentStorageProtocol
 
-/// Frames in and out of a session that came through ``UpgradeFastPath``:
-/// bytes to ``WebSocketFrame``s for the ``WebSocketSessionHandler``, and its
-/// frames to bytes, header and payload in one buffer.
+/// Frames in and out of a session: bytes to ``WebSocketFrame``s for the
+/// ``WebSocketSessionHandler``, and its frames to bytes, header and payload
+/// in one buffer, with the package's own `WebSocketFrameCoding` (the
+/// client frames with it too).
 ///
 /// One handler in place of NIO's `WebSocketFrameEncoder` and a
 /// `ByteToMessageHandler` around its `WebSocketFrameDecoder`, which cost a
 /// handler more and their machinery on every session (Documentation/Benchmarks.md).
-/// A frame it cannot accept is reported the way NIO's decoder reports it
-/// (a `NIOWebSocketError` through `errorCaught`), so that the session handler
-/// answers it with the same close code on either path; nothing after it is read.
+/// A frame it cannot accept is reported as NIO's decoder reports it (a
+/// `NIOWebSocketError` through `errorCaught`), and the session handler
+/// answers it with the close code RFC 6455 names; nothing after it is read.
 final class WebSocketServerFraming: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = WebSocketFrame
