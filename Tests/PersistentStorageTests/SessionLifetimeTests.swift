@@ -1,0 +1,121 @@
+import PersistentStorageProtocol
+import Foundation
+import Glibc
+import NIOCore
+import NIOWebSocket
+import PersistentStorageTestSupport
+import Testing
+
+@testable import PersistentStorage
+
+/// An async session's life on the thread that holds it (``SessionHolder``):
+/// closing it from several tasks, from a cancelled one, not at all, and
+/// many at once.
+@Suite("Session lifetime", .timeLimit(.minutes(1)))
+final class SessionLifetimeTests {
+    let dataRoot: URL
+
+    init() throws {
+        dataRoot = FileManager.default.temporaryDirectory.appending(path: "pst-lifetime-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dataRoot, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: dataRoot)
+    }
+
+    private var dataPath: String { dataRoot.path(percentEncoded: false) }
+
+    /// The threads of this process, from /proc.
+    private static func threadCount() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("Threads:") } ?? ""
+        return Int(line.dropFirst("Threads:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+    }
+
+    @Test("close() twice, and from two tasks at once: one close frame is sent, every call returns, and the updates end without an error")
+    func closeTwiceAndFromTwoTasks() async throws {
+        let dataPath = self.dataPath
+        let (frames, framesSink) = AsyncStream<[WebSocketFrame]>.makeStream()
+        try await ScriptedDaemon.withDaemon(session: { session in
+            try await session.send(.storage(writeAllowed: true, path: dataPath))
+            framesSink.yield(try await session.untilClientCloses())
+        }) { socketPath in
+            let session = try await PersistentStorageClient(socketPath: socketPath).openSession()
+            async let first: Void = session.close()
+            async let second: Void = session.close()
+            _ = await (first, second)
+            await session.close()
+            var statuses = 0
+            for try await _ in session.statusUpdates { statuses += 1 }
+            #expect(statuses == 0)
+            #expect(await session.waitUntilRevoked() == nil)
+        }
+        let sent = try #require(await frames.first { _ in true })
+        #expect(sent.filter { $0.opcode == .connectionClose }.count == 1)
+    }
+
+    @Test("close() from a task that is cancelled meanwhile still completes the close handshake")
+    func closeFromACancelledTask() async throws {
+        let dataPath = self.dataPath
+        let (frames, framesSink) = AsyncStream<[WebSocketFrame]>.makeStream()
+        try await ScriptedDaemon.withDaemon(session: { session in
+            try await session.send(.storage(writeAllowed: true, path: dataPath))
+            framesSink.yield(try await session.untilClientCloses())
+        }) { socketPath in
+            let session = try await PersistentStorageClient(socketPath: socketPath).openSession()
+            let closing = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                await session.close()
+            }
+            await closing.value
+        }
+        let sent = try #require(await frames.first { _ in true })
+        #expect(sent.last?.opcode == .connectionClose)
+    }
+
+    @Test("a session dropped without close() keeps its connection and still answers the daemon's pings")
+    func droppedSessionHolds() async throws {
+        let dataPath = self.dataPath
+        let (dropped, droppedSink) = AsyncStream<Void>.makeStream()
+        let (pongs, pongSink) = AsyncStream<WebSocketFrame>.makeStream()
+        try await ScriptedDaemon.withDaemon(session: { session in
+            try await session.send(.storage(writeAllowed: true, path: dataPath))
+            for await _ in dropped { break }
+            try await session.send(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "still there")))
+            for try await frame in session.inbound where frame.opcode == .pong {
+                pongSink.yield(frame)
+                break
+            }
+            // Returning ends the connection, and with it the thread that held it.
+        }) { socketPath in
+            _ = try await PersistentStorageClient(socketPath: socketPath).openSession()
+            droppedSink.yield()
+            let pong = await pongs.first { _ in true }
+            #expect(pong.map { String(buffer: $0.unmaskedData) } == "still there")
+        }
+    }
+
+    @Test("200 sessions at once in one process: all open, all close, and their threads end with them")
+    func manySessions() async throws {
+        let dataPath = self.dataPath
+        let before = Self.threadCount()
+        try await ScriptedDaemon.withDaemon(session: { session in
+            try await session.send(.storage(writeAllowed: true, path: dataPath))
+            _ = try await session.untilClientCloses()
+        }) { socketPath in
+            let storage = PersistentStorageClient(socketPath: socketPath, timeout: .seconds(20))
+            let sessions = try await withThrowingTaskGroup(of: StorageSession.self) { group in
+                for _ in 0..<200 { group.addTask { try await storage.openSession() } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(sessions.count == 200)
+            #expect(Self.threadCount() <= before + 200 + 16, "\(Self.threadCount()) threads, \(before) before")
+            await withTaskGroup(of: Void.self) { group in
+                for session in sessions { group.addTask { await session.closeConnection() } }
+            }
+            for session in sessions { #expect(await session.waitUntilRevoked() == nil) }
+        }
+        #expect(await eventually { Self.threadCount() <= before + 16 }, "\(Self.threadCount()) threads, \(before) before")
+    }
+}
