@@ -9,16 +9,28 @@ import SystemSupport
 /// continuation once with its outcome, and may go on using the thread
 /// afterwards (a session is held on it until it ends, ``SessionHolder``).
 enum BlockingCall {
+    /// - Throws: what `work` resumed with, `CancellationError`, or
+    ///   ``PersistentStorageError/connectionFailed(socketPath:reason:)`` if
+    ///   no thread or descriptor could be had (the caller's thread is not
+    ///   blocked instead: it may be one of the cooperative pool's few).
     static func run<T: Sendable>(
-        name: String, _ work: @escaping @Sendable (WakeUp, CheckedContinuation<T, any Error>) -> Void
+        name: String, for endpoint: DaemonEndpoint, _ work: @escaping @Sendable (WakeUp, CheckedContinuation<T, any Error>) -> Void
     ) async throws -> T {
         // Not even a socket for a caller that is cancelled already.
         try Task.checkCancellation()
-        let wakeUp = try WakeUp()
+        let wakeUp: WakeUp
+        do {
+            wakeUp = try WakeUp()
+        } catch {
+            throw PersistentStorageError.connectionFailed(socketPath: endpoint.socketPath, reason: "cannot make a socket pair: \(error.description)")
+        }
         do {
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { continuation in
-                    DetachedThread.run(name: name) { work(wakeUp, continuation) }
+                    if DetachedThread.start(name: name, { work(wakeUp, continuation) }) != nil {
+                        continuation.resume(throwing: PersistentStorageError.connectionFailed(
+                            socketPath: endpoint.socketPath, reason: "cannot start a thread for the connection"))
+                    }
                 }
             } onCancel: {
                 wakeUp.wake()

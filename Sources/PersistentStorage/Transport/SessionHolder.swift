@@ -42,7 +42,7 @@ final class SessionHolder: Sendable {
     static func open(at endpoint: DaemonEndpoint, logger: Logger) async throws -> (SessionHolder, StorageStatus, Updates) {
         let (updates, continuation) = Updates.makeStream()
         do {
-            let (holder, status): (SessionHolder, StorageStatus) = try await BlockingCall.run(name: "pst-session") {
+            let (holder, status): (SessionHolder, StorageStatus) = try await BlockingCall.run(name: "pst-session", for: endpoint) {
                 (wakeUp: WakeUp, opened: CheckedContinuation<(SessionHolder, StorageStatus), any Error>) in
                 let session: BlockingSession
                 do {

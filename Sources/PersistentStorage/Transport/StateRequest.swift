@@ -31,7 +31,7 @@ enum StateRequest {
     /// Asks on a thread of its own; cancellation of the caller ends the wait
     /// with `CancellationError`.
     static func fetch(from endpoint: DaemonEndpoint) async throws -> Answer {
-        try await BlockingCall.run(name: "pst-state") { wakeUp, answered in
+        try await BlockingCall.run(name: "pst-state", for: endpoint) { wakeUp, answered in
             answered.resume(with: Result { () throws(PersistentStorageError) in try fetch(from: endpoint, wakeUp: wakeUp) })
         }
     }

@@ -19,12 +19,11 @@ final class WakeUp: Sendable {
     private let writeEnd: CInt
     private let woken = Atomic<Bool>(false)
 
-    init() throws(PersistentStorageError) {
+    /// - Throws: the errno of socketpair(2) (out of descriptors).
+    init() throws(SystemError) {
         var ends: [CInt] = [-1, -1]
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
-        guard socketpair(AF_UNIX, type, 0, &ends) == 0 else {
-            throw .connectionFailed(socketPath: "", reason: "cannot make a socket pair to wake a thread: \(String(cString: strerror(errno)))")
-        }
+        guard socketpair(AF_UNIX, type, 0, &ends) == 0 else { throw SystemError(errno: errno) }
         descriptor = ends[0]
         writeEnd = ends[1]
     }
@@ -43,4 +42,10 @@ final class WakeUp: Sendable {
         var byte: UInt8 = 1
         _ = send(writeEnd, &byte, 1, Int32(MSG_NOSIGNAL))
     }
+}
+
+/// A failed system call's errno, for the caller to put into its own error.
+struct SystemError: Error {
+    let errno: CInt
+    var description: String { String(cString: strerror(errno)) }
 }
