@@ -4,6 +4,7 @@ import Glibc
 import NIOCore
 import NIOWebSocket
 import PersistentStorageTestSupport
+import Synchronization
 import Testing
 
 @testable import PersistentStorage
@@ -117,5 +118,48 @@ final class SessionLifetimeTests {
             for session in sessions { #expect(await session.waitUntilRevoked() == nil) }
         }
         #expect(await eventually { Self.threadCount() <= before + 16 }, "\(Self.threadCount()) threads, \(before) before")
+    }
+
+    @Test("openSession() cancelled at seeded moments from before the connect to after the grant: a session or CancellationError, and no connection is left open")
+    func cancelledAtAnyMoment() async throws {
+        let dataPath = self.dataPath
+        let connections = Atomic<Int>(0)
+        var random = SeededRandom(seed: 15)
+        try await ScriptedDaemon.withDaemon(session: { session in
+            connections.add(1, ordering: .relaxed)
+            defer { connections.subtract(1, ordering: .relaxed) }
+            try await session.send(.storage(writeAllowed: false, path: dataPath))
+            try await session.send(.storage(writeAllowed: true, path: dataPath))
+            _ = try? await session.untilClientCloses()
+        }) { socketPath in
+            let storage = PersistentStorageClient(socketPath: socketPath)
+            // Moments up to twice an open's usual time, measured here: a
+            // loaded machine opens slower.
+            var times: [Duration] = []
+            for _ in 0..<5 {
+                let start = ContinuousClock.now
+                await (try await storage.openSession()).close()
+                times.append(.now - start)
+            }
+            let window = Int(times.sorted()[2] / .microseconds(1)) * 2
+            var opened = 0
+            var cancelled = 0
+            for _ in 0..<150 {
+                let task = Task { try await storage.openSession() }
+                try await Task.sleep(for: .microseconds(Int.random(in: 0...window, using: &random)))
+                task.cancel()
+                switch await task.result {
+                case .success(let session):
+                    opened += 1
+                    await session.close()
+                case .failure(let error):
+                    #expect(error is CancellationError, "\(error)")
+                    cancelled += 1
+                }
+            }
+            // Both outcomes happen, or the moments missed the window.
+            #expect(opened > 0 && cancelled > 0, "\(opened) opened, \(cancelled) cancelled")
+            #expect(await eventually { connections.load(ordering: .relaxed) == 0 }, "\(connections.load(ordering: .relaxed)) left open")
+        }
     }
 }
