@@ -51,9 +51,9 @@ struct CancellationTests {
     func beforeConnecting() async throws {
         try await withStorageDaemon { fixture, daemon in
             let storage = PersistentStorageClient(socketPath: daemon.socketPath)
-            // Repeated: the old code raced the cancellation against the
-            // channel's set-up (an assertion failure in debug builds, or
-            // "I/O on closed channel").
+            // Repeated: a cancellation that races the start of the call's
+            // thread must still be CancellationError (the NIO client once
+            // raced it against its channel's set-up).
             for _ in 0..<20 {
                 let errors = [
                     await Self.errorWhenCancelledFirst { _ = try await storage.state() },

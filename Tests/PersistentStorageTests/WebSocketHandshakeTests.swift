@@ -43,8 +43,9 @@ struct WebSocketHandshakeTests {
             .map { String($0.dropFirst("sec-websocket-key:".count).trimmingCharacters(in: .whitespaces)) } ?? ""
     }
 
-    /// The two clients that open sessions: the async one services use, and
-    /// `kvmd-pstrun`'s blocking one. Both must read a daemon's answer alike.
+    /// The two ways into the one session core: the async API services use
+    /// (on a thread of its own per session), and `kvmd-pstrun`'s blocking
+    /// call. Both must read a daemon's answer alike.
     enum Client: CaseIterable, Sendable {
         case async
         case blocking

@@ -47,17 +47,19 @@ enum DaemonConnection {
             repeat {
                 result = address.withSocketAddress { Glibc.connect(descriptor, $0, $1) }
             } while result != 0 && errno == EINTR
-            let code = errno
-            if result == 0, wakeUp != nil || fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK) == 0 {
-                return descriptor
+            if result == 0 && wakeUp == nil {
+                // Connected while blocking: non-blocking from here on.
+                result = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
             }
+            if result == 0 { return descriptor }
+            let code = errno
             Glibc.close(descriptor)
-            if let wakeUp, result != 0, code == EAGAIN, ContinuousClock.now + pause < deadline {
+            if let wakeUp, code == EAGAIN, ContinuousClock.now + pause < deadline {
                 if case .interrupted = wait(for: 0, on: -1, wakeUp: wakeUp, until: .now + pause) { return nil }
                 pause = min(pause * 2, .milliseconds(50))
                 continue
             }
-            throw endpoint.connectError(for: IOError(errnoCode: result == 0 ? errno : code, reason: "connect"))
+            throw endpoint.connectError(for: IOError(errnoCode: code, reason: "connect"))
         }
     }
 
