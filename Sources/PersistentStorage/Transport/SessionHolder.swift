@@ -56,8 +56,8 @@ final class SessionHolder: Sendable {
                 holder.hold(session, updates: continuation)
             }
             if Task.isCancelled {
-                // Cancelled as the open succeeded: the wake-up asked the
-                // thread to close already; wait until it has.
+                // Cancelled as the open succeeded: close what was opened
+                // (the cancellation may have woken the thread for it already).
                 await holder.close()
                 throw CancellationError()
             }
