@@ -123,7 +123,10 @@ struct CancellationTests {
         task.cancel()
         let error = await task.result.failure
         #expect(error is CancellationError, "\(String(describing: error))")
-        #expect(ContinuousClock.now - cancelledAt < .seconds(2))
+        // Far below the 30 s timeout; not tighter, since in the whole suite
+        // the cooperative pool (as many threads as cores) can be slow to run
+        // the cancelled task on.
+        #expect(ContinuousClock.now - cancelledAt < .seconds(10))
     }
 
     @Test("cancelled while the daemon remounts read-write for it: CancellationError, and no session is left once the remount is done",
