@@ -67,11 +67,11 @@ let package = Package(
                 "PersistentStorageProtocol",
                 "SystemSupport",
                 "CSystemShims",
+                // Types only: ByteBuffer and the WebSocket frame types that
+                // PersistentStorageProtocol's frame coding takes and returns.
+                // No event loop: the client is plain sockets and poll(2).
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

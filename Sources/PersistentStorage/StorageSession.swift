@@ -7,8 +7,6 @@ import SystemSupport
 import PersistentStorageProtocol
 import Glibc
 import Logging
-import NIOCore
-import NIOWebSocket
 
 /// One open session with the PST daemon: while it is open, the daemon keeps
 /// the storage writable.
@@ -44,15 +42,15 @@ public final class StorageSession: Sendable {
     /// ``waitUntilRevoked()``, not both.
     public let statusUpdates: AsyncThrowingStream<StorageStatus, any Error>
 
-    private let channel: any Channel
+    private let holder: SessionHolder
     /// The storage's filesystem, as the data directory showed it at the start.
     private let device: dev_t?
 
-    private init(url: URL, initialStatus: StorageStatus, connection: SessionChannel) {
+    private init(url: URL, initialStatus: StorageStatus, holder: SessionHolder, updates: SessionHolder.Updates) {
         self.url = url
         self.initialStatus = initialStatus
-        self.statusUpdates = connection.updates
-        self.channel = connection.channel
+        self.statusUpdates = updates
+        self.holder = holder
         self.device = StorageSync.device(of: initialStatus.data.path)
     }
 
@@ -62,9 +60,8 @@ public final class StorageSession: Sendable {
         subdirectory: StorageSubdirectory?,
         logger: Logger
     ) async throws -> StorageSession {
-        let connection = try await WriteAccessWait.open(at: endpoint, logger: logger)
+        let (holder, status, updates) = try await SessionHolder.open(at: endpoint, logger: logger)
         do {
-            let status = connection.firstWritableStatus
             try DataDirectoryCheck.check(status.data.path)
             let url = StorageSubdirectory.resolve(subdirectory, in: status.data.path)
             if let subdirectory, let link = subdirectory.firstSymbolicLink(below: status.data.path) {
@@ -73,9 +70,9 @@ public final class StorageSession: Sendable {
                     reason: "\(link) is a symbolic link, which could lead out of the data directory")
             }
             try createDirectory(url)
-            return StorageSession(url: url, initialStatus: status, connection: connection)
+            return StorageSession(url: url, initialStatus: status, holder: holder, updates: updates)
         } catch {
-            await SessionChannel.close(connection.channel)
+            await holder.close()
             throw error
         }
     }
@@ -145,6 +142,6 @@ public final class StorageSession: Sendable {
 
     /// Ends the session without flushing (``PersistentStorageClient`` has flushed).
     func closeConnection() async {
-        await SessionChannel.close(channel)
+        await holder.close()
     }
 }

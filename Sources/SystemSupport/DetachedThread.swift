@@ -16,6 +16,16 @@ package enum DetachedThread {
 
     /// Runs `body` on a new thread, named `name` (at most 15 bytes show).
     package static func run(name: String? = nil, _ body: @escaping @Sendable () -> Void) {
+        if let body = start(name: name, body) {
+            // No thread to be had (EAGAIN): block this one rather than never return.
+            body()
+        }
+    }
+
+    /// Starts `body` on a new thread, named `name`; if no thread can be had
+    /// (EAGAIN), returns `body` unrun, for a caller that cannot block its
+    /// own thread instead.
+    package static func start(name: String? = nil, _ body: @escaping @Sendable () -> Void) -> (@Sendable () -> Void)? {
         let context = Unmanaged.passRetained(Body(name: name, run: body)).toOpaque()
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
@@ -28,9 +38,7 @@ package enum DetachedThread {
             body.run()
             return nil
         }, context)
-        if result != 0 {
-            // No thread to be had (EAGAIN): block this one rather than never return.
-            Unmanaged<Body>.fromOpaque(context).takeRetainedValue().run()
-        }
+        guard result == 0 else { return Unmanaged<Body>.fromOpaque(context).takeRetainedValue().run }
+        return nil
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import PersistentStorage
 import PersistentStorageTestSupport
+import SystemSupport
 import Testing
 
 /// Cancelling a call at each of its stages: it throws `CancellationError`
@@ -50,9 +51,9 @@ struct CancellationTests {
     func beforeConnecting() async throws {
         try await withStorageDaemon { fixture, daemon in
             let storage = PersistentStorageClient(socketPath: daemon.socketPath)
-            // Repeated: the old code raced the cancellation against the
-            // channel's set-up (an assertion failure in debug builds, or
-            // "I/O on closed channel").
+            // Repeated: a cancellation that races the start of the call's
+            // thread must still be CancellationError (the NIO client once
+            // raced it against its channel's set-up).
             for _ in 0..<20 {
                 let errors = [
                     await Self.errorWhenCancelledFirst { _ = try await storage.state() },
@@ -80,6 +81,52 @@ struct CancellationTests {
             }
             #expect(error is CancellationError, "\(String(describing: error))")
         }
+    }
+
+    @Test("cancelled while connect(2) finds the daemon's listen queue full: CancellationError at once, not after the timeout",
+          arguments: ["GET /ws", "GET /state"])
+    func whileConnecting(request: String) async throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "pst-queue-\(UUID().uuidString)").path(percentEncoded: false)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let socketPath = directory + "/pst.sock"
+        let address = try #require(UnixSocketAddress(path: socketPath))
+        // A listener that never accepts, with the shortest queue, filled up.
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var fillers: [CInt] = []
+        defer {
+            fillers.forEach { _ = close($0) }
+            close(listener)
+        }
+        #expect(address.withSocketAddress { bind(listener, $0, $1) } == 0 && listen(listener, 0) == 0)
+        while fillers.count < 64 {
+            let filler = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard address.withSocketAddress({ connect(filler, $0, $1) }) == 0 else {
+                #expect(errno == EAGAIN)
+                close(filler)
+                break
+            }
+            fillers.append(filler)
+        }
+        let storage = PersistentStorageClient(socketPath: socketPath, timeout: .seconds(30))
+        let task = Task {
+            if request == "GET /ws" {
+                try await storage.withWritableStorage { _ -> Void in Issue.record("the body ran") }
+            } else {
+                _ = try await storage.state()
+            }
+        }
+        // Retrying a full queue has no outward sign to wait for: give the
+        // call time to be in its retries.
+        try await Task.sleep(for: .milliseconds(200))
+        let cancelledAt = ContinuousClock.now
+        task.cancel()
+        let error = await task.result.failure
+        #expect(error is CancellationError, "\(String(describing: error))")
+        // Far below the 30 s timeout; not tighter, since in the whole suite
+        // the cooperative pool (as many threads as cores) can be slow to run
+        // the cancelled task on.
+        #expect(ContinuousClock.now - cancelledAt < .seconds(10))
     }
 
     @Test("cancelled while the daemon remounts read-write for it: CancellationError, and no session is left once the remount is done",
@@ -145,5 +192,12 @@ struct CancellationTests {
             #expect(error is CancellationError, "\(String(describing: error))")
             #expect(await Self.noSessionLeft(storage, fixture))
         }
+    }
+}
+
+private extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
     }
 }

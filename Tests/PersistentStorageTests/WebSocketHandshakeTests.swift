@@ -43,8 +43,9 @@ struct WebSocketHandshakeTests {
             .map { String($0.dropFirst("sec-websocket-key:".count).trimmingCharacters(in: .whitespaces)) } ?? ""
     }
 
-    /// The two clients that open sessions: the async one services use, and
-    /// `kvmd-pstrun`'s blocking one. Both must read a daemon's answer alike.
+    /// The two ways into the one session core: the async API services use
+    /// (on a thread of its own per session), and `kvmd-pstrun`'s blocking
+    /// call. Both must read a daemon's answer alike.
     enum Client: CaseIterable, Sendable {
         case async
         case blocking
@@ -186,27 +187,33 @@ struct WebSocketHandshakeTests {
             == .protocolViolation("the daemon's answer to GET /ws is not HTTP: HTTP/1.1"))
     }
 
-    @Test("the request is sent on the connected socket at once, and what it does not take is returned")
-    func sendAtOnce() throws {
+    @Test("the request is sent whole on the connected socket; a full socket is waited on until the deadline or a wake-up; a peer gone is no SIGPIPE")
+    func sendOnTheSocket() throws {
         var pair: [CInt] = [-1, -1]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair) == 0)
         defer { close(pair[0]) }
         let request = WebSocketClientHandshake.Request(path: "/ws", socketPath: "/test.sock").bytes
 
         // An empty socket takes all of it, and the peer reads it unchanged.
-        #expect(DaemonEndpoint.sendAtOnce(request, on: pair[0]).readableBytes == 0)
+        #expect(DaemonConnection.send(request, on: pair[0], until: .now + .seconds(5)) == .sent)
         var received = [UInt8](repeating: 0, count: 4096)
         let count = read(pair[1], &received, received.count)
         #expect(Array(received.prefix(max(count, 0))) == Array(request.readableBytesView))
 
-        // A full socket takes none of it: all of it is left for the channel.
+        // A full socket takes none of it: the send waits for room until its
+        // deadline, or until its wake-up is woken.
         let filler = [UInt8](repeating: 0x2A, count: 4096)
         while write(pair[0], filler, filler.count) > 0 {}
-        #expect(DaemonEndpoint.sendAtOnce(request, on: pair[0]).readableBytesView.elementsEqual(request.readableBytesView))
+        let started = ContinuousClock.now
+        #expect(DaemonConnection.send(request, on: pair[0], until: .now + .milliseconds(100)) == .failed)
+        #expect(ContinuousClock.now - started >= .milliseconds(100))
+        let wakeUp = try WakeUp()
+        wakeUp.wake()
+        #expect(DaemonConnection.send(request, on: pair[0], wakeUp: wakeUp, until: .now + .seconds(30)) == .interrupted)
 
-        // A peer that has gone away is no SIGPIPE: the error is left for the channel too.
+        // A peer that has gone away is no SIGPIPE: the send fails.
         close(pair[1])
-        #expect(DaemonEndpoint.sendAtOnce(request, on: pair[0]).readableBytes == request.readableBytes)
+        #expect(DaemonConnection.send(request, on: pair[0], until: .now + .seconds(5)) == .failed)
     }
 }
 

@@ -4,11 +4,9 @@ import NIOCore
 import NIOWebSocket
 
 /// What the daemon says on `/ws` after the upgrade, as a client reads it,
-/// whatever moves the bytes: frames are read and checked, fragmented
+/// from bytes however they came: frames are read and checked, fragmented
 /// messages joined, events decoded, and the rest of the protocol's rules
-/// applied. ``StorageEventHandler`` drives it on a NIO channel and
-/// ``BlockingSession`` on a blocking socket, so both ends read the daemon the
-/// same way.
+/// applied. ``BlockingSession`` feeds it what it reads from the socket.
 struct DaemonEventReader {
     /// One thing the daemon said that its client must act on.
     enum Incoming: Equatable {
@@ -25,11 +23,11 @@ struct DaemonEventReader {
         case broken(closeCode: WebSocketErrorCode?, reason: String)
     }
 
-    private var frames = WebSocketFrameReader(maximumSize: SessionChannel.maximumMessageSize)
+    private var frames = WebSocketFrameReader(maximumSize: BlockingSession.maximumMessageSize)
     /// Servers may fragment a message (RFC 6455 5.4); the daemon's events are
     /// small, so the whole message is bounded too.
     private var messages = WebSocketMessageAssembler(
-        maximumSize: SessionChannel.maximumMessageSize, maximumFragments: 64, minimumNonFinalFragmentSize: 1)
+        maximumSize: BlockingSession.maximumMessageSize, maximumFragments: 64, minimumNonFinalFragmentSize: 1)
     private let logger: Logger
     /// Set after a close frame or a broken rule: what follows is not read.
     private(set) var stopped = false

@@ -1,28 +1,18 @@
 import PersistentStorageProtocol
+import Glibc
 import NIOCore
 
 /// The client half of the WebSocket opening handshake of `GET /ws`
-/// (RFC 6455 4.1), written by hand.
-///
-/// NIO's HTTP client upgrade (an HTTP encoder, llhttp's response decoder and
-/// an upgrade handler, all added and then removed again for every session)
-/// was the largest single cost of opening a session in the client
-/// (Documentation/Benchmarks.md). The request never changes but for its key,
-/// and the only answer that matters is `101`, so this handler writes the
-/// request once the channel is active, reads the answer's head, checks it,
-/// and makes way for the frame handlers `installFrameHandlers` adds. Bytes
-/// that arrive with the head (the daemon may send its first events in the
-/// same segment) are passed on to them.
-final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-
+/// (RFC 6455 4.1), written by hand: the request never changes but for its
+/// key, and the only answer that matters is `101`, so the client sends the
+/// request, reads the answer's head, and checks it itself rather than
+/// building an HTTP client for it (Documentation/Benchmarks.md).
+enum WebSocketClientHandshake {
     /// An answer's head larger than this is not the daemon's.
     static let maximumHeadSize = 16 * 1024
 
     /// The upgrade request of one session, and the accept value its answer
-    /// must carry. Made before connecting, so that the request can be sent as
-    /// soon as the socket is connected (see ``DaemonEndpoint/connect(sending:_:)``).
+    /// must carry.
     struct Request: Sendable {
         let bytes: ByteBuffer
         let expectedAccept: String
@@ -55,128 +45,40 @@ final class WebSocketClientHandshake: ChannelInboundHandler, RemovableChannelHan
         }
     }
 
-    private let unsentRequest: ByteBuffer
-    private let request: Request
-    private let installFrameHandlers: (ChannelPipeline.SynchronousOperations) throws -> Void
-    private let upgraded: EventLoopPromise<Void>
-    private let timeout: Duration
-    private var deadline: Scheduled<Void>?
-    private var received: ByteBuffer?
-    private var done = false
-
-    /// - Parameters:
-    ///   - unsentRequest: what of `request` is still to be sent; the caller
-    ///     may have sent the rest on the socket already.
-    ///   - upgraded: succeeds once the frame handlers are in place, fails with a
-    ///     ``PersistentStorageError`` if the daemon did not switch protocols
-    ///     within `timeout`.
-    init(
-        request: Request,
-        unsentRequest: ByteBuffer,
-        timeout: Duration,
-        upgraded: EventLoopPromise<Void>,
-        installFrameHandlers: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void
-    ) {
-        self.request = request
-        self.unsentRequest = unsentRequest
-        self.upgraded = upgraded
-        self.timeout = timeout
-        self.installFrameHandlers = installFrameHandlers
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { sendRequest(context: context) }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        sendRequest(context: context)
-        context.fireChannelActive()
-    }
-
-    private var requestSent = false
-
-    private func sendRequest(context: ChannelHandlerContext) {
-        guard !requestSent else { return }
-        requestSent = true
-        // A timer on the event loop rather than a racing task: it costs no
-        // task of its own, and it is cancelled in the same place it fires.
-        let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-        let timeout = timeout
-        deadline = context.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
-            let (handler, context) = loopBound.value
-            guard !handler.done else { return }
-            handler.fail(.timedOut(after: timeout, waitingFor: "the WebSocket upgrade of GET /ws"), context: context)
-        }
-        if unsentRequest.readableBytes > 0 { context.writeAndFlush(NIOAny(unsentRequest), promise: nil) }
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        deadline?.cancel()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !done else { return }
-        var bytes = unwrapInboundIn(data)
-        if received == nil {
-            received = bytes
-        } else {
-            received!.writeBuffer(&bytes)
-        }
-        guard let buffer = received else { return }
-        guard let headLength = HTTPHeadScanning.headLength(in: buffer) else {
-            if buffer.readableBytes > Self.maximumHeadSize {
-                fail(.protocolViolation("the daemon's answer to GET /ws has no end of head within \(Self.maximumHeadSize) bytes"), context: context)
+    /// Reads the answer to `request` up to the end of its head, checks it, and
+    /// returns what came after the head (the daemon may send its first events
+    /// in the same segment); nil if `wakeUp` was woken.
+    static func readAnswer(
+        to request: Request, from descriptor: CInt, wakeUp: WakeUp?,
+        until deadline: ContinuousClock.Instant, timeout: Duration
+    ) throws(PersistentStorageError) -> ByteBuffer? {
+        var received = ByteBuffer()
+        while true {
+            if let headLength = HTTPHeadScanning.headLength(in: received) {
+                let problem = received.withUnsafeReadableBytes { bytes in
+                    request.problem(withAnswerHead: UnsafeBufferPointer(rebasing: bytes.assumingMemoryBound(to: UInt8.self)[..<headLength]))
+                }
+                if let problem { throw problem }
+                received.moveReaderIndex(forwardBy: headLength)
+                return received
             }
-            return
+            guard received.readableBytes <= maximumHeadSize else {
+                throw .protocolViolation("the daemon's answer to GET /ws has no end of head within \(maximumHeadSize) bytes")
+            }
+            switch DaemonConnection.wait(for: Int16(POLLIN), on: descriptor, wakeUp: wakeUp, until: deadline) {
+            case .ready: break
+            case .timedOut: throw .timedOut(after: timeout, waitingFor: "the WebSocket upgrade of GET /ws")
+            case .interrupted: return nil
+            }
+            switch DaemonConnection.read(from: descriptor) {
+            case .bytes(var bytes):
+                received.writeBuffer(&bytes)
+            case .wouldBlock:
+                continue
+            case .endOfStream:
+                throw .protocolViolation("the daemon closed the connection instead of answering GET /ws")
+            }
         }
-        received = nil
-        let problem = buffer.withUnsafeReadableBytes { bytes -> PersistentStorageError? in
-            self.request.problem(withAnswerHead: UnsafeBufferPointer(rebasing: bytes.assumingMemoryBound(to: UInt8.self)[..<headLength]))
-        }
-        var rest = buffer
-        rest.moveReaderIndex(forwardBy: headLength)
-        if let problem {
-            fail(problem, context: context)
-            return
-        }
-        done = true
-        deadline?.cancel()
-        do {
-            try installFrameHandlers(context.pipeline.syncOperations)
-        } catch {
-            fail(.protocolViolation("cannot set up the WebSocket: \(error)"), context: context)
-            return
-        }
-        upgraded.succeed()
-        // The frame handlers follow this one; hand them what came with the
-        // head, then get out of the way.
-        if rest.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(rest)) }
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        if !done {
-            done = true
-            upgraded.fail(PersistentStorageError.protocolViolation("the daemon closed the connection instead of answering GET /ws"))
-        }
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if !done {
-            done = true
-            upgraded.fail(error)
-            context.close(promise: nil)
-        } else {
-            context.fireErrorCaught(error)
-        }
-    }
-
-    private func fail(_ error: PersistentStorageError, context: ChannelHandlerContext) {
-        done = true
-        deadline?.cancel()
-        upgraded.fail(error)
-        context.close(promise: nil)
     }
 }
 
