@@ -61,6 +61,8 @@ struct StateRequestTests {
     @Test("an answer that is not HTTP, a broken chunk, a body cut short or over the bound is a protocol violation")
     func broken() async throws {
         #expect(try await Self.state(answer: "SSH-2.0-OpenSSH\r\n\r\n") == .failure(.protocolViolation("the /state answer is not HTTP: SSH-2.0-OpenSSH")))
+        #expect(try await Self.state(answer: "HTTP/1.1 2000 OK\r\n\r\n") == .failure(.protocolViolation("the /state answer is not HTTP: HTTP/1.1 2000 OK")))
+        #expect(try await Self.state(answer: "\r\n\r\n") == .failure(.protocolViolation("the /state answer is empty")))
         #expect(try await Self.state(answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
             == .failure(.protocolViolation("the /state answer has a malformed chunk size: zz\r")))
         #expect(try await Self.state(answer: "HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n\(Self.body)", thenClose: true)

@@ -185,6 +185,11 @@ struct WebSocketHandshakeTests {
             == .protocolViolation("the daemon's answer to GET /ws is not HTTP: HTTP/2 101"))
         #expect(try await openError(client, answer: { _ in "HTTP/1.1\r\n\r\n" })
             == .protocolViolation("the daemon's answer to GET /ws is not HTTP: HTTP/1.1"))
+        // A status code is three digits, 100 to 999 (RFC 9112 4).
+        for line in ["HTTP/1.1 0101 Switching", "HTTP/1.1 1010", "HTTP/1.1 10", "HTTP/1.1 099 Low", "HTTP/1.1 +01", "HTTP/1.1 abc"] {
+            #expect(try await openError(client, answer: { _ in line + "\r\n\r\n" })
+                == .protocolViolation("the daemon's answer to GET /ws is not HTTP: \(line)"))
+        }
     }
 
     @Test("the request is sent whole on the connected socket; a full socket is waited on until the deadline or a wake-up; a peer gone is no SIGPIPE")

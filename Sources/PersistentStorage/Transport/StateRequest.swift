@@ -172,23 +172,19 @@ extension StateRequest {
         private static func parseHead(
             _ head: UnsafeBufferPointer<UInt8>
         ) throws(PersistentStorageError) -> (statusCode: Int, contentLength: Int?, chunked: Bool) {
-            var position = 0
-            var firstLine: Range<Int>?
-            repeat {
-                firstLine = HTTPHeadScanning.nextLine(in: head, from: &position)
-            } while firstLine?.isEmpty == true
-            let text = { (range: Range<Int>) in String(decoding: head[range].prefix(80), as: UTF8.self) }
-            guard let statusLine = firstLine else { throw .protocolViolation("the /state answer is empty") }
-            let words = text(statusLine).split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
-            guard words.count >= 2, words[0].hasPrefix("HTTP/1."), let statusCode = Int(words[1]), (100...999).contains(statusCode) else {
-                throw .protocolViolation("the /state answer is not HTTP: \(text(statusLine))")
+            let answer: ResponseHead
+            do {
+                answer = try ResponseHead(parsing: head)
+            } catch {
+                switch error {
+                case .empty: throw .protocolViolation("the /state answer is empty")
+                case .notHTTP(let line): throw .protocolViolation("the /state answer is not HTTP: \(line)")
+                }
             }
+            let statusCode = answer.statusCode
             var contentLength: Int?
             var chunked = false
-            while let line = HTTPHeadScanning.nextLine(in: head, from: &position) {
-                guard let colon = head[line].firstIndex(of: UInt8(ascii: ":")) else { continue }
-                let name = head[line.lowerBound..<colon]
-                let value = HTTPHeadScanning.trimmed(colon + 1..<line.upperBound, in: head)
+            try answer.forEachField(in: head) { (name, value) throws(PersistentStorageError) in
                 if HTTPHeadScanning.equalsIgnoringCase(name, "content-length") {
                     guard let length = Int(String(decoding: head[value], as: UTF8.self)), length >= 0 else {
                         throw .protocolViolation("the /state answer has a malformed Content-Length")

@@ -110,35 +110,22 @@ extension WebSocketClientHandshake.Request {
     }
 
     private func malformation(ofAnswerHead head: UnsafeBufferPointer<UInt8>) -> AnswerProblem? {
-        var position = 0
-        var firstLine: Range<Int>?
-        repeat {
-            firstLine = HTTPHeadScanning.nextLine(in: head, from: &position)
-        } while firstLine?.isEmpty == true
-        guard let statusLine = firstLine else { return .malformed("the daemon's answer to GET /ws is empty") }
-        let text = { (range: Range<Int>) in String(decoding: head[range].prefix(80), as: UTF8.self) }
-        // "HTTP/1.x", spaces, the code, and the reason after it.
-        let lineEnd = statusLine.upperBound
-        let versionEnd = head[statusLine].firstIndex(of: UInt8(ascii: " ")) ?? lineEnd
-        let codeStart = head[versionEnd..<lineEnd].firstIndex { $0 != UInt8(ascii: " ") } ?? lineEnd
-        let codeEnd = head[codeStart..<lineEnd].firstIndex(of: UInt8(ascii: " ")) ?? lineEnd
-        guard codeStart < codeEnd, head[statusLine.lowerBound..<versionEnd].starts(with: "HTTP/1.".utf8) else {
-            return .malformed("the daemon's answer to GET /ws is not HTTP: \(text(statusLine))")
-        }
-        guard head[codeStart..<codeEnd].elementsEqual("101".utf8) else {
-            guard let statusCode = Int(text(codeStart..<codeEnd)) else {
-                return .malformed("the daemon's answer to GET /ws has no status code: \(text(statusLine))")
+        let answer: ResponseHead
+        do {
+            answer = try ResponseHead(parsing: head)
+        } catch {
+            switch error {
+            case .empty: return .malformed("the daemon's answer to GET /ws is empty")
+            case .notHTTP(let line): return .malformed("the daemon's answer to GET /ws is not HTTP: \(line)")
             }
-            let reason = codeEnd < lineEnd ? text((codeEnd + 1)..<lineEnd) : ""
-            return .refused(statusCode: statusCode, reason: reason)
+        }
+        guard answer.statusCode == 101 else {
+            return .refused(statusCode: answer.statusCode, reason: answer.reason)
         }
         var upgrade = false
         var connection = false
         var acceptIsRight: Bool?
-        while let line = HTTPHeadScanning.nextLine(in: head, from: &position) {
-            guard let colon = head[line].firstIndex(of: UInt8(ascii: ":")) else { continue }
-            let name = head[line.lowerBound..<colon]
-            let value = HTTPHeadScanning.trimmed(colon + 1..<line.upperBound, in: head)
+        answer.forEachField(in: head) { name, value in
             if HTTPHeadScanning.equalsIgnoringCase(name, "upgrade") {
                 upgrade = upgrade || HTTPHeadScanning.equalsIgnoringCase(head[value], "websocket")
             } else if HTTPHeadScanning.equalsIgnoringCase(name, "connection") {
