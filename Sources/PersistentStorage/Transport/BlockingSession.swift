@@ -123,17 +123,20 @@ package final class BlockingSession {
     func readAvailable(_ received: (StorageStatus) -> Void) -> RevocationReason? {
         guard !ended else { return .connectionClosed }
         if let reason = handleIncoming(received) { return reason }
-        while true {
-            switch DaemonConnection.read(from: descriptor) {
-            case .bytes(let bytes):
-                reader.append(bytes)
-                if let reason = handleIncoming(received) { return reason }
-            case .wouldBlock:
-                return nil
-            case .endOfStream:
-                ended = true
-                return reader.connectionEndReason
-            }
+        // One read, then back to the caller's poll, which also watches what
+        // else the caller must see (kvmd-pstrun's signals and script, the
+        // library's close): a daemon that never stops sending, a flood of
+        // pings, must not keep it from them. If more has come, the poll
+        // returns at once.
+        switch DaemonConnection.read(from: descriptor) {
+        case .bytes(let bytes):
+            reader.append(bytes)
+            return handleIncoming(received)
+        case .wouldBlock:
+            return nil
+        case .endOfStream:
+            ended = true
+            return reader.connectionEndReason
         }
     }
 
@@ -255,7 +258,12 @@ extension BlockingSession {
         case .status(let status):
             return .status(status)
         case .ping(let payload):
-            _ = sendFrame(.pong, payload, on: descriptor, until: deadline)
+            // A pong that cannot be sent within the second: the daemon reads
+            // nothing of ours, and its heartbeat would drop us anyway.
+            guard sendFrame(.pong, payload, on: descriptor, until: deadline) else {
+                guard ContinuousClock.now >= deadline else { return .ended(.connectionClosed) }
+                return .ended(.protocolViolation("the daemon took no pong for a second: it does not read the connection"))
+            }
             return .answered
         case .close(let code):
             _ = sendFrame(.connectionClose, code, on: descriptor, until: deadline)
