@@ -10,20 +10,14 @@ import Testing
 /// rare cases (fragments, pings, refusals, garbage) are covered without root.
 @Suite("Client protocol", .timeLimit(.minutes(1)))
 final class ClientProtocolTests {
-    let dataRoot: URL
+    // Each test gets its own instance, and with it its own data directory.
+    private let dataRoot: TemporaryDataDirectory
 
     init() throws {
-        dataRoot = FileManager.default.temporaryDirectory.appending(path: "pst-client-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dataRoot, withIntermediateDirectories: true)
+        dataRoot = try TemporaryDataDirectory("pst-client")
     }
 
-    // Each test gets its own instance: its data directory goes with it, also
-    // when the test fails.
-    deinit {
-        try? FileManager.default.removeItem(at: dataRoot)
-    }
-
-    private var dataPath: String { dataRoot.path(percentEncoded: false) }
+    private var dataPath: String { dataRoot.path }
 
     @Test("a session sends Host, masks its frames, creates the subdirectory and returns the body's value")
     func happyPath() async throws {

@@ -15,18 +15,14 @@ import Testing
 /// held each one for a second, for ever.
 @Suite("A daemon that floods pings", .timeLimit(.minutes(1)))
 final class PingFloodTests {
-    let dataRoot: URL
+    // Each test gets its own instance, and with it its own data directory.
+    private let dataRoot: TemporaryDataDirectory
 
     init() throws {
-        dataRoot = FileManager.default.temporaryDirectory.appending(path: "pst-flood-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dataRoot, withIntermediateDirectories: true)
+        dataRoot = try TemporaryDataDirectory("pst-flood")
     }
 
-    deinit {
-        try? FileManager.default.removeItem(at: dataRoot)
-    }
-
-    private var dataPath: String { dataRoot.path(percentEncoded: false) }
+    private var dataPath: String { dataRoot.path }
 
     @Test("the library: close() returns at once while pings flood in, and the pongs are read")
     func libraryCloseDuringFlood() async throws {

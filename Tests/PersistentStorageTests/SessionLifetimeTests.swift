@@ -14,18 +14,14 @@ import Testing
 /// many at once.
 @Suite("Session lifetime", .timeLimit(.minutes(1)))
 final class SessionLifetimeTests {
-    let dataRoot: URL
+    // Each test gets its own instance, and with it its own data directory.
+    private let dataRoot: TemporaryDataDirectory
 
     init() throws {
-        dataRoot = FileManager.default.temporaryDirectory.appending(path: "pst-lifetime-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dataRoot, withIntermediateDirectories: true)
+        dataRoot = try TemporaryDataDirectory("pst-lifetime")
     }
 
-    deinit {
-        try? FileManager.default.removeItem(at: dataRoot)
-    }
-
-    private var dataPath: String { dataRoot.path(percentEncoded: false) }
+    private var dataPath: String { dataRoot.path }
 
     /// The threads of this process that hold a session (named by ``SessionHolder``'s
     /// ``BlockingCall``), from /proc: other tests run beside these and start
@@ -37,15 +33,23 @@ final class SessionLifetimeTests {
         }.count
     }
 
-    @Test("close() twice, and from two tasks at once: one close frame is sent, every call returns, and the updates end without an error")
-    func closeTwiceAndFromTwoTasks() async throws {
+    /// Opens a session against a daemon that grants write access, runs
+    /// `body` with it, and returns the frames the client sent until it closed.
+    private func framesSent(_ body: (StorageSession) async throws -> Void) async throws -> [WebSocketFrame] {
         let dataPath = self.dataPath
         let (frames, framesSink) = AsyncStream<[WebSocketFrame]>.makeStream()
         try await ScriptedDaemon.withDaemon(session: { session in
             try await session.send(.storage(writeAllowed: true, path: dataPath))
             framesSink.yield(try await session.untilClientCloses())
         }) { socketPath in
-            let session = try await PersistentStorageClient(socketPath: socketPath).openSession()
+            try await body(try await PersistentStorageClient(socketPath: socketPath).openSession())
+        }
+        return try #require(await frames.first { _ in true })
+    }
+
+    @Test("close() twice, and from two tasks at once: one close frame is sent, every call returns, and the updates end without an error")
+    func closeTwiceAndFromTwoTasks() async throws {
+        let sent = try await framesSent { session in
             async let first: Void = session.close()
             async let second: Void = session.close()
             _ = await (first, second)
@@ -55,26 +59,18 @@ final class SessionLifetimeTests {
             #expect(statuses == 0)
             #expect(await session.waitUntilRevoked() == nil)
         }
-        let sent = try #require(await frames.first { _ in true })
         #expect(sent.filter { $0.opcode == .connectionClose }.count == 1)
     }
 
     @Test("close() from a task that is cancelled meanwhile still completes the close handshake")
     func closeFromACancelledTask() async throws {
-        let dataPath = self.dataPath
-        let (frames, framesSink) = AsyncStream<[WebSocketFrame]>.makeStream()
-        try await ScriptedDaemon.withDaemon(session: { session in
-            try await session.send(.storage(writeAllowed: true, path: dataPath))
-            framesSink.yield(try await session.untilClientCloses())
-        }) { socketPath in
-            let session = try await PersistentStorageClient(socketPath: socketPath).openSession()
+        let sent = try await framesSent { session in
             let closing = Task {
                 withUnsafeCurrentTask { $0?.cancel() }
                 await session.close()
             }
             await closing.value
         }
-        let sent = try #require(await frames.first { _ in true })
         #expect(sent.last?.opcode == .connectionClose)
     }
 

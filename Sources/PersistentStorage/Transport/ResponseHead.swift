@@ -22,6 +22,15 @@ struct ResponseHead {
         /// The first line is not `HTTP/1.x`, a space and a status code; it is
         /// given, at most 80 bytes of it.
         case notHTTP(String)
+
+        /// What to tell the user, `subject` being the answer read
+        /// ("the /state answer").
+        func message(about subject: String) -> String {
+            switch self {
+            case .empty: "\(subject) is empty"
+            case .notHTTP(let line): "\(subject) is not HTTP: \(line)"
+            }
+        }
     }
 
     /// Reads the status line of `head` (the bytes up to the blank line);

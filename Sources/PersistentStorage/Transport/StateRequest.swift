@@ -176,10 +176,7 @@ extension StateRequest {
             do {
                 answer = try ResponseHead(parsing: head)
             } catch {
-                switch error {
-                case .empty: throw .protocolViolation("the /state answer is empty")
-                case .notHTTP(let line): throw .protocolViolation("the /state answer is not HTTP: \(line)")
-                }
+                throw .protocolViolation(error.message(about: "the /state answer"))
             }
             let statusCode = answer.statusCode
             var contentLength: Int?

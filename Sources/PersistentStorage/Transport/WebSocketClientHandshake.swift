@@ -114,10 +114,7 @@ extension WebSocketClientHandshake.Request {
         do {
             answer = try ResponseHead(parsing: head)
         } catch {
-            switch error {
-            case .empty: return .malformed("the daemon's answer to GET /ws is empty")
-            case .notHTTP(let line): return .malformed("the daemon's answer to GET /ws is not HTTP: \(line)")
-            }
+            return .malformed(error.message(about: "the daemon's answer to GET /ws"))
         }
         guard answer.statusCode == 101 else {
             return .refused(statusCode: answer.statusCode, reason: answer.reason)
