@@ -10,9 +10,9 @@ struct DeployFilesTests {
     static let units = ["kvmd-pst.service", "kvmd-pst-root.service", "kvmd-pst-capabilities.service"]
     /// What `make install` replaces with the executables' directory.
     static let installedBinaries = "@BINDIR@/"
-    /// kvmd's own release, when ../shared/reference has it (CI does).
-    static let kvmdTarball = Repository.path("../shared/reference/kvmd-4.197.tar.gz")
-    static var hasKvmdTarball: Bool { FileManager.default.fileExists(atPath: kvmdTarball) || RealMounts.required }
+    /// kvmd's own release (``KvmdReference``; CI has it).
+    static let kvmdTarball = KvmdReference.archive
+    static var hasKvmdTarball: Bool { KvmdReference.hasArchive || RealMounts.required }
     /// The checks need root (sysusers, tmpfiles) or tools CI installs; in CI they never skip.
     static var canRunAsRoot: Bool { getuid() == 0 || RealMounts.required }
     static func has(_ tool: String) -> Bool { SystemCommand.exists(tool) || RealMounts.required }

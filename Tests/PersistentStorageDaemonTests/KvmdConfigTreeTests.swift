@@ -10,10 +10,8 @@ import Testing
 /// and value rules, and real PiKVM files leave it as it was.
 @Suite("kvmd's configuration tree")
 struct KvmdConfigTreeTests {
-    /// kvmd 4.197's archive beside the repository (`../shared/reference`).
-    static let referenceArchive = URL(filePath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appending(path: "../shared/reference/kvmd-4.197.tar.gz").standardizedFileURL.path(percentEncoded: false)
+    /// kvmd 4.197's archive (``KvmdReference``).
+    static let referenceArchive = KvmdReference.archive
 
     static func temporaryDirectory() throws -> String {
         let path = FileManager.default.temporaryDirectory.appending(path: "kvmd-tree-\(UUID().uuidString)").path(percentEncoded: false)
